@@ -1,0 +1,3 @@
+from nextclose.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""Turning checked bars into model inputs: the chronological split and the windows.
+
+A sample is the window of the last ``window`` days ending on day t (inputs) and
+the close of day t+1 (target). Everything is expressed relative to day t's close,
+so the model is scale-free: inputs are log(price / close_t), the target is the
+log return log(close_t+1 / close_t), and a prediction of 0 means "no change".
+Samples belong to the split of their *target* date, so no validation or test
+close is ever a training target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from nextclose.bars import DataError
+from nextclose.params import FeatureParams, SplitParams
+
+SPLITS = ("train", "validation", "test")
+# Fewest samples a split may hold: enough for a loss, a naive scale and a p-value to mean something.
+MIN_SAMPLES_PER_SPLIT = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Windows:
+    """Samples of one split: inputs, targets and what turns a target back into a price."""
+
+    inputs: np.ndarray  # [n, window, features] float32, log-relative to the last close
+    targets: np.ndarray  # [n] float32, log(close_t+1 / close_t)
+    last_close: np.ndarray  # [n] float64, close_t
+    next_close: np.ndarray  # [n] float64, close_t+1
+    target_dates: np.ndarray  # [n] datetime64[D], day t+1
+
+
+@dataclasses.dataclass(frozen=True)
+class Normalisation:
+    """Per-feature mean and standard deviation, and the target's root mean square.
+
+    All three are fitted on training windows only. The target is scaled but not
+    centred, so that a zero model output stays "no change".
+    """
+
+    feature_names: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    target_scale: float
+
+
+def feature_names(volume: bool) -> tuple[str, ...]:
+    names = ("log_open", "log_high", "log_low", "log_close")
+    return names + ("log_volume",) if volume else names
+
+
+def make_windows(bars: pd.DataFrame, params: FeatureParams) -> Windows:
+    """Every window of ``params.window`` days with its next-day target, in date order."""
+    window = params.window
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    close = prices[:, 3]
+    n_samples = len(bars) - window
+    if n_samples <= 0:
+        return Windows(
+            np.zeros((0, window, len(feature_names(params.volume))), np.float32),
+            np.zeros(0, np.float32), np.zeros(0), np.zeros(0), np.zeros(0, "datetime64[D]"),
+        )
+    # index[i, j] is the row of day j of sample i; sample i ends on row i + window - 1.
+    index = np.arange(window)[None, :] + np.arange(n_samples)[:, None]
+    last = index[:, -1]
+    log_prices = np.log(prices)
+    channels = [log_prices[index] - np.log(close[last])[:, None, None]]
+    if params.volume:
+        log_volume = np.log1p(bars["volume"].to_numpy(dtype=np.float64))[index]
+        channels.append((log_volume - log_volume.mean(axis=1, keepdims=True))[..., None])
+    inputs = np.concatenate(channels, axis=-1).astype(np.float32)
+    targets = np.log(close[last + 1] / close[last]).astype(np.float32)
+    dates = bars["date"].to_numpy().astype("datetime64[D]")
+    return Windows(inputs, targets, close[last], close[last + 1], dates[last + 1])
+
+
+def split_boundaries(
+    target_dates: np.ndarray, params: SplitParams
+) -> tuple[np.datetime64, np.datetime64]:
+    """First target date of the validation split and of the test split."""
+    if params.validation_start is not None and params.test_start is not None:
+        return np.datetime64(params.validation_start, "D"), np.datetime64(params.test_start, "D")
+    n = len(target_dates)
+    n_test = int(round(n * params.test_fraction))
+    n_validation = int(round(n * params.validation_fraction))
+    n_train = n - n_test - n_validation
+    if min(n_test, n_validation, n_train) < 1:
+        raise DataError(f"{n} samples cannot be split into train, validation and test")
+    return target_dates[n_train], target_dates[n_train + n_validation]
+
+
+def split_windows(
+    windows: Windows, boundaries: tuple[np.datetime64, np.datetime64], source: str, window: int
+) -> dict[str, Windows]:
+    """Cut the samples at the boundaries; refuse a split with too few samples."""
+    validation_start, test_start = boundaries
+    dates = windows.target_dates
+    masks = {
+        "train": dates < validation_start,
+        "validation": (dates >= validation_start) & (dates < test_start),
+        "test": dates >= test_start,
+    }
+    parts = {
+        name: Windows(*(getattr(windows, f.name)[mask] for f in dataclasses.fields(Windows)))
+        for name, mask in masks.items()
+    }
+    for name, part in parts.items():
+        if len(part.targets) < MIN_SAMPLES_PER_SPLIT:
+            raise DataError(
+                f"{source}: too few rows: the {name} split gets {len(part.targets)} samples, "
+                f"at least {MIN_SAMPLES_PER_SPLIT} needed (each sample needs features.window="
+                f"{window} days of history and a next day; {len(dates) + window} rows in range, "
+                f"validation from {validation_start}, test from {test_start})"
+            )
+    return parts
+
+
+def fit_normalisation(train: Windows, names: tuple[str, ...]) -> Normalisation:
+    """Statistics of the training windows alone."""
+    flat = train.inputs.reshape(-1, train.inputs.shape[-1]).astype(np.float64)
+    mean = flat.mean(axis=0)
+    std = flat.std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # a constant feature (e.g. no volume traded) stays unscaled
+    scale = float(np.sqrt(np.mean(np.square(train.targets.astype(np.float64)))))
+    return Normalisation(
+        names, tuple(float(v) for v in mean), tuple(float(v) for v in std), scale if scale > 0 else 1.0
+    )
+
+
+def seed_sequence(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial's x and y: [open, close, high, low] of all days but the last, and
+    the close of all days but the first, as float32 (``y`` shaped ``[n - 1, 1]``)."""
+    x = bars[["open", "close", "high", "low"]].to_numpy()[:-1].astype(np.float32)
+    y = bars[["close"]].to_numpy()[1:].astype(np.float32)
+    return x, y
+
+
+def date_range(dates: np.ndarray) -> Optional[tuple[str, str]]:
+    if len(dates) == 0:
+        return None
+    return str(dates[0].astype("datetime64[D]")), str(dates[-1].astype("datetime64[D]"))
+
+
+def iso(day: np.datetime64 | dt.date) -> str:
+    return str(np.datetime64(day, "D"))

@@ -1,0 +1,274 @@
+"""One typed, frozen view of ``params.yaml``.
+
+Every section of the file is a frozen dataclass; :func:`load_params` builds them
+and refuses an unknown key, a missing key or a wrong type or value with a
+:class:`ParamsError` naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import types
+import typing
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params file that cannot be used; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseParams:
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParams:
+    source: Literal["msft", "csv"]
+    path: Optional[str]
+    start: Optional[str]
+    end: Optional[str]
+    columns: Optional[dict[str, str]]
+
+    @property
+    def start_date(self) -> Optional[dt.date]:
+        return None if self.start is None else dt.date.fromisoformat(self.start)
+
+    @property
+    def end_date(self) -> Optional[dt.date]:
+        return None if self.end is None else dt.date.fromisoformat(self.end)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitParams:
+    validation_fraction: float
+    test_fraction: float
+    validation_start: Optional[str]
+    test_start: Optional[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureParams:
+    window: int
+    volume: bool
+
+
+# What `null` means for model.hidden_units, train.learning_rate and train.steps,
+# per model kind: the seed kind follows the tutorial (128 units, Adam 0.1, 30000 steps).
+KIND_DEFAULTS = {
+    "lstm": {"hidden_units": 32, "learning_rate": 1e-3, "steps": 3000},
+    "seed": {"hidden_units": 128, "learning_rate": 0.1, "steps": 30000},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelParams:
+    kind: Literal["lstm", "seed"]
+    hidden_units: int
+    layers: int
+    dropout: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainParams:
+    learning_rate: float
+    steps: int
+    batch_size: int
+    eval_every: int
+    patience: Optional[int]
+    steps_per_call: int
+    log_every: int
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateParams:
+    arima: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    base: BaseParams
+    data: DataParams
+    split: SplitParams
+    features: FeatureParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+
+    def as_flat_dict(self) -> dict[str, object]:
+        """``{"section.key": value}`` for logging, e.g. to MLflow."""
+        flat: dict[str, object] = {}
+        for section in dataclasses.fields(self):
+            for key, value in dataclasses.asdict(getattr(self, section.name)).items():
+                flat[f"{section.name}.{key}"] = value
+        return flat
+
+    def section_dict(self, *sections: str) -> dict[str, object]:
+        """The flat ``section.key`` params of the given sections only."""
+        return {k: v for k, v in self.as_flat_dict().items() if k.split(".")[0] in sections}
+
+
+def _check_value(value: object, annotation: object, where: str) -> object:
+    """Return ``value`` converted to ``annotation`` or raise ``ParamsError(where)``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check_value(value, inner, where)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ParamsError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ParamsError(f"{where}: expected a mapping of names to names, got {value!r}")
+        return dict(value)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if isinstance(value, dt.date):  # YAML reads an unquoted 2018-01-02 as a date
+            return value.isoformat()
+        if not isinstance(value, str):
+            raise ParamsError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r}")  # a bug here, not in the file
+
+
+def _build_section(cls: type, raw: object, where: str) -> object:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(names)})")
+    values = {}
+    for name in names:
+        if name not in raw:
+            raise ParamsError(f"{where}.{name}: missing key")
+        values[name] = _check_value(raw[name], hints[name], f"{where}.{name}")
+    return cls(**values)
+
+
+def _resolve_kind_defaults(sections: dict[str, dict], file: str) -> None:
+    """Replace null hidden_units / learning_rate / steps with the model kind's default."""
+    kind = sections["model"].get("kind")
+    defaults = KIND_DEFAULTS.get(kind)
+    if defaults is None:
+        return  # the Literal check reports the bad kind
+    for section, key in (("model", "hidden_units"), ("train", "learning_rate"), ("train", "steps")):
+        if key in sections[section] and sections[section][key] is None:
+            sections[section][key] = defaults[key]
+
+
+def _check_ranges(params: Params, file: str) -> None:
+    def fail(key: str, rule: str) -> None:
+        raise ParamsError(f"{file}: {key}: {rule}")
+
+    for key in ("start", "end"):
+        value = getattr(params.data, key)
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                fail(f"data.{key}", f"{value!r} is not an ISO date (YYYY-MM-DD)")
+    if params.data.start and params.data.end and params.data.start > params.data.end:
+        fail("data.end", f"{params.data.end} is before data.start {params.data.start}")
+    if params.data.source == "csv" and not params.data.path:
+        fail("data.path", "required when data.source is csv")
+    if params.data.columns is not None:
+        allowed = {"date", "open", "high", "low", "close", "volume"}
+        bad = sorted(set(params.data.columns) - allowed)
+        if bad:
+            fail(f"data.columns.{bad[0]}", f"unknown field (known: {', '.join(sorted(allowed))})")
+    split = params.split
+    for key in ("validation_fraction", "test_fraction"):
+        if not 0.0 < getattr(split, key) < 1.0:
+            fail(f"split.{key}", "must lie strictly between 0 and 1")
+    if split.validation_fraction + split.test_fraction >= 1.0:
+        fail("split.test_fraction", "validation_fraction + test_fraction must be below 1")
+    if (split.validation_start is None) != (split.test_start is None):
+        fail("split.test_start", "give both validation_start and test_start, or neither")
+    for key in ("validation_start", "test_start"):
+        value = getattr(split, key)
+        if value is not None:
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                fail(f"split.{key}", f"{value!r} is not an ISO date (YYYY-MM-DD)")
+    if split.validation_start and split.test_start and split.validation_start >= split.test_start:
+        fail("split.test_start", "must come after split.validation_start")
+    if params.features.window < 2:
+        fail("features.window", "must be at least 2")
+    if params.model.hidden_units < 1:
+        fail("model.hidden_units", "must be at least 1")
+    if params.model.layers < 1:
+        fail("model.layers", "must be at least 1")
+    if not 0.0 <= params.model.dropout < 1.0:
+        fail("model.dropout", "must lie in [0, 1)")
+    if params.train.learning_rate <= 0:
+        fail("train.learning_rate", "must be positive")
+    for key in ("steps", "batch_size", "eval_every", "steps_per_call", "log_every"):
+        if getattr(params.train, key) < 1:
+            fail(f"train.{key}", "must be at least 1")
+    if params.train.patience is not None and params.train.patience < 1:
+        fail("train.patience", "must be at least 1 or null")
+
+
+def parse_params(raw: object, file: str = "params.yaml") -> Params:
+    """Build the typed view from an already-parsed YAML document."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{file}: expected a mapping of sections at the top level")
+    names = [f.name for f in dataclasses.fields(Params)]
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ParamsError(f"{file}: {unknown[0]}: unknown section (known: {', '.join(names)})")
+    sections = {}
+    for name in names:
+        if name not in raw:
+            raise ParamsError(f"{file}: {name}: missing section")
+        if not isinstance(raw[name], dict):
+            raise ParamsError(f"{file}: {name}: expected a mapping, got {raw[name]!r}")
+        sections[name] = dict(raw[name])
+    _resolve_kind_defaults(sections, file)
+    hints = typing.get_type_hints(Params)
+    try:
+        built = {name: _build_section(hints[name], sections[name], name) for name in names}
+    except ParamsError as error:
+        raise ParamsError(f"{file}: {error}") from None
+    params = Params(**built)
+    _check_ranges(params, file)
+    return params
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and check a params file; errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: params file not found") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from None
+    return parse_params(raw, str(path))

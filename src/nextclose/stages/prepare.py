@@ -1,0 +1,168 @@
+"""Stage 1: read the bars, check them, split them by time, build the model inputs.
+
+Writes ``data/prepared/`` (one directory, replaced in one rename):
+``bars.csv`` (the checked bars of the date range, with their split),
+``windows.npz`` (the default model's samples per split),
+``seed.npz`` (the tutorial's x and y) and ``prepared.json`` (split dates,
+row counts, normalisation statistics, a hash of the source data).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nextclose import atomic, bars, features
+from nextclose.params import DataParams, Params
+
+PREPARED_DIR = Path("data/prepared")
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Everything the prepare stage computes, before anything is written."""
+
+    source: str
+    bars: pd.DataFrame  # the date range's checked bars, with a `split` column
+    splits: dict[str, features.Windows]
+    normalisation: features.Normalisation
+    seed_x: np.ndarray
+    seed_y: np.ndarray
+    source_hash: str
+
+    def summary(self) -> dict[str, object]:
+        """The content of ``prepared.json``."""
+        split_info = {}
+        for name, part in self.splits.items():
+            first, last = features.date_range(part.target_dates)
+            split_info[name] = {"samples": int(len(part.targets)), "first_target": first, "last_target": last}
+        return {
+            "source": self.source,
+            "source_sha256": self.source_hash,
+            "rows": int(len(self.bars)),
+            "first_date": self.bars["date"].iloc[0].strftime("%Y-%m-%d"),
+            "last_date": self.bars["date"].iloc[-1].strftime("%Y-%m-%d"),
+            "splits": split_info,
+            "normalisation": dataclasses.asdict(self.normalisation),
+            "seed": {"steps": int(len(self.seed_y))},
+        }
+
+
+def load_source(data: DataParams) -> tuple[pd.DataFrame, str]:
+    """The unvalidated bars of ``data.source`` and a name for them in messages."""
+    if data.source == "msft":
+        return bars.load_msft(), "pmdarima.datasets.load_msft"
+    if data.source == "csv":
+        assert data.path is not None  # the params check guarantees it
+        return bars.read_csv_bars(data.path, data.columns), data.path
+    raise ValueError(f"data.source: unsupported source {data.source!r}")
+
+
+def prepare(table: pd.DataFrame, source: str, params: Params) -> Prepared:
+    """Check, cut and window the bars; raise ``DataError`` before anything is written."""
+    bars.validate_bars(table, source)
+    if params.features.volume and "volume" not in table:
+        raise bars.DataError(
+            f"{source}: no volume column, but features.volume is true in params "
+            f"(set features.volume: false, or map the column with data.columns.volume)"
+        )
+    selected = bars.select_dates(table, params.data.start_date, params.data.end_date, source)
+    if not params.features.volume:
+        selected = selected.drop(columns=["volume"], errors="ignore")
+    windows = features.make_windows(selected, params.features)
+    if len(windows.targets) < 3 * features.MIN_SAMPLES_PER_SPLIT:
+        raise bars.DataError(
+            f"{source}: too few rows: {len(selected)} rows between data.start and data.end, "
+            f"but features.window={params.features.window} plus "
+            f"{3 * features.MIN_SAMPLES_PER_SPLIT} samples for the three splits need "
+            f"{params.features.window + 3 * features.MIN_SAMPLES_PER_SPLIT}"
+        )
+    boundaries = features.split_boundaries(windows.target_dates, params.split)
+    splits = features.split_windows(windows, boundaries, source, params.features.window)
+    normalisation = features.fit_normalisation(
+        splits["train"], features.feature_names(params.features.volume)
+    )
+    validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
+    labelled = selected.copy()
+    labelled["split"] = np.where(
+        labelled["date"] < validation_start, "train",
+        np.where(labelled["date"] < test_start, "validation", "test"),
+    )
+    seed_x, seed_y = features.seed_sequence(selected)
+    return Prepared(
+        source, labelled, splits, normalisation, seed_x, seed_y, bars.bars_hash(selected)
+    )
+
+
+def write_prepared(prepared: Prepared, directory: Path) -> None:
+    """Write all outputs into ``directory`` (replaced whole, or not at all)."""
+    with atomic.new_directory(directory) as staging:
+        prepared.bars.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+        arrays = {}
+        for name, part in prepared.splits.items():
+            for field in dataclasses.fields(features.Windows):
+                arrays[f"{name}_{field.name}"] = getattr(part, field.name)
+        np.savez(staging / "windows.npz", **arrays)
+        seed_dates = prepared.bars["date"].to_numpy().astype("datetime64[D]")[1:]
+        np.savez(staging / "seed.npz", x=prepared.seed_x, y=prepared.seed_y, target_dates=seed_dates)
+        (staging / "prepared.json").write_text(json.dumps(prepared.summary(), indent=2) + "\n")
+
+
+def load_windows(directory: Path = PREPARED_DIR) -> dict[str, features.Windows]:
+    """Read back the per-split samples written by :func:`write_prepared`."""
+    with np.load(directory / "windows.npz") as arrays:
+        return {
+            name: features.Windows(
+                *(arrays[f"{name}_{field.name}"] for field in dataclasses.fields(features.Windows))
+            )
+            for name in features.SPLITS
+        }
+
+
+def load_normalisation(directory: Path = PREPARED_DIR) -> features.Normalisation:
+    summary = json.loads((directory / "prepared.json").read_text())
+    stats = summary["normalisation"]
+    return features.Normalisation(
+        tuple(stats["feature_names"]), tuple(stats["mean"]), tuple(stats["std"]), stats["target_scale"]
+    )
+
+
+def main(params: Params) -> None:
+    import mlflow
+
+    from nextclose import tracking
+
+    table, source = load_source(params.data)
+    prepared = prepare(table, source, params)
+    write_prepared(prepared, PREPARED_DIR)
+    summary = prepared.summary()
+    print(
+        f"prepared {summary['rows']} rows of {source} from {summary['first_date']} "
+        f"to {summary['last_date']}: "
+        + ", ".join(f"{n} {s['samples']} samples" for n, s in summary["splits"].items())
+    )
+    with tracking.stage_run("prepare"):
+        mlflow.log_params(params.section_dict("data", "split", "features"))
+        mlflow.log_metric("rows", summary["rows"])
+        mlflow.log_metric("seed_steps", summary["seed"]["steps"])
+        for name, split in summary["splits"].items():
+            mlflow.log_metric(f"{name}_samples", split["samples"])
+            mlflow.set_tag(f"{name}_first_target", split["first_target"])
+            mlflow.set_tag(f"{name}_last_target", split["last_target"])
+        mlflow.set_tags(
+            {"source": source, "source_sha256": prepared.source_hash,
+             "first_date": summary["first_date"], "last_date": summary["last_date"]}
+        )
+        dataset = mlflow.data.from_pandas(
+            prepared.bars.assign(date=prepared.bars["date"].dt.strftime("%Y-%m-%d")),
+            source=str((PREPARED_DIR / "bars.csv").resolve()),
+            name=f"{params.data.source}:{summary['first_date']}..{summary['last_date']}",
+            digest=prepared.source_hash[:16],
+        )
+        mlflow.log_input(dataset, context="prepare")
+        mlflow.log_dict(summary["normalisation"], "normalisation.json")
+        mlflow.log_dict(summary, "prepared.json")

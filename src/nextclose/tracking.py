@@ -1,0 +1,152 @@
+"""Where runs and files go: the workspace root, the MLflow store, run tags.
+
+The only module besides the stage programs that calls MLflow's fluent API.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Iterator, Optional
+
+EXPERIMENT_PREFIX = "nextclose"
+# `dvc exp run --temp` and `--queue` run stages in a copy under this folder of the workspace.
+DVC_TEMP_EXPERIMENTS = (".dvc", "tmp", "exps")
+
+
+def workspace_root() -> Path:
+    """The repository the user works in, even when DVC runs us in a temporary copy."""
+    root = Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+    parts = root.parts
+    for i in range(len(parts) - len(DVC_TEMP_EXPERIMENTS) + 1):
+        if parts[i : i + len(DVC_TEMP_EXPERIMENTS)] == DVC_TEMP_EXPERIMENTS:
+            return Path(*parts[:i])
+    return root
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the SQLite file ``mlflow.db`` at the workspace root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where a new experiment stores artifacts: next to the default database, never in a temp copy."""
+    return (workspace_root() / "mlartifacts").as_uri()
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip()
+
+
+def _dvc_process_id() -> Optional[str]:
+    """Identify the ``dvc`` process that runs this stage: every stage it runs shares it."""
+    if not os.environ.get("DVC_ROOT"):
+        return None
+    try:
+        import psutil
+    except ImportError:
+        return None
+    process = psutil.Process().parent()
+    while process is not None:
+        try:
+            command = " ".join(process.cmdline())
+            if "dvc" in Path(process.cmdline()[0]).name or " -m dvc" in command or "/dvc " in command:
+                return f"{process.pid}-{process.create_time()}"
+            process = process.parent()
+        except (psutil.Error, IndexError):
+            return None
+    return None
+
+
+def pipeline_execution_id() -> str:
+    """One id shared by all stage runs of one pipeline execution (one ``dvc repro``/``exp run``).
+
+    ``NEXTCLOSE_EXECUTION_ID`` sets it; under DVC it is derived from the DVC process;
+    a stage run by hand gets its own.
+    """
+    explicit = os.environ.get("NEXTCLOSE_EXECUTION_ID")
+    if explicit:
+        return explicit
+    dvc_process = _dvc_process_id()
+    if dvc_process is not None:
+        return hashlib.sha1(dvc_process.encode()).hexdigest()[:16]
+    return uuid.uuid4().hex[:16]
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """Tags every stage run carries, so the UI can group and filter runs."""
+    tags = {"stage": stage, "pipeline_execution": pipeline_execution_id()}
+    commit = _git("rev-parse", "HEAD")
+    if commit:
+        tags["git_commit"] = commit
+        status = _git("status", "--porcelain", "--untracked-files=no")
+        tags["git_dirty"] = "true" if status else "false"
+    experiment = os.environ.get("DVC_EXP_NAME")
+    if experiment:
+        tags["dvc_experiment"] = experiment
+    return tags
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[object]:
+    """Open the MLflow run of one stage in the experiment ``nextclose-<stage>``.
+
+    One experiment per stage kind keeps the UI's compare view meaningful: every
+    run in it has the same params and metrics as columns.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    name = f"{EXPERIMENT_PREFIX}-{stage}"
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            client.create_experiment(name, artifact_location=artifact_root())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a parallel stage
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=run_name, tags=run_tags(stage)) as run:
+        yield run
+
+
+class _KerasFlavour:
+    """``mlflow.keras`` with one fix: the model folder exists before the input example
+    is written into it (MLflow 3.17's Keras ``save_model`` writes the example first
+    and fails with FileNotFoundError when called from ``log_model``)."""
+
+    __name__ = "mlflow.keras"
+
+    @staticmethod
+    def save_model(path, **kwargs):
+        import mlflow.keras
+
+        os.makedirs(path, exist_ok=True)
+        return mlflow.keras.save_model(path=path, **kwargs)
+
+
+def log_keras_model(model, input_example, name: str = "model", registered_model_name: Optional[str] = None):
+    """Log a Keras model as an MLflow LoggedModel (Keras flavour, signature, input example)."""
+    import numpy as np
+    from mlflow.models import Model, infer_signature
+
+    output = np.asarray(model(input_example))
+    return Model.log(
+        artifact_path=None,  # MLflow 3 names LoggedModels; the path argument is deprecated
+        name=name,
+        flavor=_KerasFlavour,
+        model=model,
+        signature=infer_signature(input_example, output),
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+    )
