@@ -159,7 +159,7 @@ def validate_bars(table: pd.DataFrame, source: str) -> None:
             what = "missing" if np.isnan(value) else (
                 "not finite" if not np.isfinite(value) else "not positive"
             )
-            raise DataError(f"{source}: {day(position)}: {field} is {what} ({value!r})")
+            raise DataError(f"{source}: {day(position)}: {field} is {what} ({value:g})")
     if "volume" in table:
         volume = table["volume"].to_numpy(dtype=float)
         bad = ~np.isfinite(volume) | (volume < 0)
@@ -167,22 +167,22 @@ def validate_bars(table: pd.DataFrame, source: str) -> None:
             position = int(np.flatnonzero(bad)[0])
             raise DataError(
                 f"{source}: {day(position)}: volume is missing, not finite or negative "
-                f"({volume[position]!r})"
+                f"({volume[position]:g})"
             )
     open_, high, low, close = (table[f].to_numpy(dtype=float) for f in PRICE_COLUMNS)
     low_bad = low > np.minimum(open_, close)
     if low_bad.any():
         position = int(np.flatnonzero(low_bad)[0])
         raise DataError(
-            f"{source}: {day(position)}: low {low[position]!r} is above min(open, close) "
-            f"{min(open_[position], close[position])!r}"
+            f"{source}: {day(position)}: low {low[position]:g} is above min(open, close) "
+            f"{min(open_[position], close[position]):g}"
         )
     high_bad = high < np.maximum(open_, close)
     if high_bad.any():
         position = int(np.flatnonzero(high_bad)[0])
         raise DataError(
-            f"{source}: {day(position)}: high {high[position]!r} is below max(open, close) "
-            f"{max(open_[position], close[position])!r}"
+            f"{source}: {day(position)}: high {high[position]:g} is below max(open, close) "
+            f"{max(open_[position], close[position]):g}"
         )
 
 

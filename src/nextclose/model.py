@@ -59,7 +59,8 @@ def build_lstm(window: int, normalisation: Normalisation, params: ModelParams) -
 class SeedNetwork(keras.Model):
     """The tutorial's TF1 network, operation for operation.
 
-    ``x`` is the year's ``[open, close, high, low]`` rows ``[n_step, 4]``:
+    ``x`` is the year's ``[open, close, high, low]`` rows ``[n_step, 4]``
+    (with a leading batch axis of 1, as the tutorial's reshape has it):
     ``x @ U + b_U`` (U the constant 0.25, one bias per day) makes one number a
     day; an LSTM reads those ``n_step`` numbers as ONE sequence; its last output
     times ``V`` ``[hidden_units, n_step]`` (drawn from N(0, 1)) plus a bias gives
@@ -97,15 +98,16 @@ class SeedNetwork(keras.Model):
         self.built = True
 
     def call(self, x):
+        """``x``: ``[batch, n_step, 4]`` (the tutorial's batch is its one year) -> ``[batch, n_step]``."""
         x = tf.convert_to_tensor(x, dtype=tf.float32)
-        daily = tf.matmul(x, self.input_kernel) + self.input_bias  # [n_step, 1]
-        input_gates = tf.matmul(daily, self.lstm_kernel[:1]) + self.lstm_bias  # [n_step, 4 units]
+        daily = tf.matmul(x, self.input_kernel) + self.input_bias  # [batch, n_step, 1]
+        input_gates = tf.matmul(daily, self.lstm_kernel[:1]) + self.lstm_bias  # [batch, n_step, 4 units]
+        input_gates = tf.transpose(input_gates, [1, 0, 2])  # time first, for the loop
         recurrent_kernel = self.lstm_kernel[1:]
-        units = self.hidden_units
-        state = tf.zeros((1, units), dtype=tf.float32)
+        state = tf.zeros((tf.shape(x)[0], self.hidden_units), dtype=tf.float32)
 
         def step(t, c, h):
-            gates = input_gates[t][None, :] + tf.matmul(h, recurrent_kernel)
+            gates = input_gates[t] + tf.matmul(h, recurrent_kernel)
             i, j, f, o = tf.split(gates, 4, axis=1)
             c = tf.sigmoid(f + TF1_FORGET_BIAS) * c + tf.sigmoid(i) * tf.tanh(j)
             h = tf.sigmoid(o) * tf.tanh(c)
@@ -117,7 +119,7 @@ class SeedNetwork(keras.Model):
             (tf.constant(0), state, state),
             maximum_iterations=self.n_step,  # XLA needs the bound to differentiate the loop
         )
-        return tf.matmul(last_output, self.output_kernel) + self.output_bias  # [1, n_step]
+        return tf.matmul(last_output, self.output_kernel) + self.output_bias
 
     def get_config(self):
         return {"n_step": self.n_step, "hidden_units": self.hidden_units, "name": self.name}

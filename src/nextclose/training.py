@@ -185,7 +185,7 @@ def train_seed(
     set_determinism(seed)
     n_step = len(y)
     network = models.SeedNetwork(n_step, model_params.hidden_units)
-    inputs = tf.Variable(x, dtype=tf.float32, name="x")
+    inputs = tf.Variable(x[None], dtype=tf.float32, name="x")  # one sequence: a batch of 1
     targets = tf.Variable(y, dtype=tf.float32, name="y")
     variables = network.trainable_variables + [inputs, targets]
     optimizer = keras.optimizers.Adam(
@@ -224,5 +224,5 @@ def train_seed(
             on_evaluation(evaluation)
     final = history[-1]
     return TrainResult(
-        network, history, final.step, final.loss, done, False, inputs.numpy(), targets.numpy()
+        network, history, final.step, final.loss, done, False, inputs.numpy()[0], targets.numpy()
     )

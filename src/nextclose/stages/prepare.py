@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -157,12 +158,14 @@ def main(params: Params) -> None:
             {"source": source, "source_sha256": prepared.source_hash,
              "first_date": summary["first_date"], "last_date": summary["last_date"]}
         )
-        dataset = mlflow.data.from_pandas(
-            prepared.bars.assign(date=prepared.bars["date"].dt.strftime("%Y-%m-%d")),
-            source=str((PREPARED_DIR / "bars.csv").resolve()),
-            name=f"{params.data.source}:{summary['first_date']}..{summary['last_date']}",
-            digest=prepared.source_hash[:16],
-        )
+        with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(
+                prepared.bars.assign(date=prepared.bars["date"].dt.strftime("%Y-%m-%d")),
+                source=str((PREPARED_DIR / "bars.csv").resolve()),
+                name=f"{params.data.source}:{summary['first_date']}..{summary['last_date']}",
+                digest=prepared.source_hash[:16],
+            )
         mlflow.log_input(dataset, context="prepare")
         mlflow.log_dict(summary["normalisation"], "normalisation.json")
         mlflow.log_dict(summary, "prepared.json")

@@ -128,7 +128,7 @@ def main(params: Params) -> None:
             summary["final_last_prediction"] = final.last_prediction
             mlflow.log_metrics({"final_cost": final.loss, "final_last_prediction": final.last_prediction})
             with np.load(PREPARED_DIR / "seed.npz") as seed:
-                input_example = seed["x"]
+                input_example = seed["x"][None]  # the network reads one year as one sequence
         else:
             summary["best_val_loss"] = result.best_loss
             summary["final_val_loss"] = final.val_loss

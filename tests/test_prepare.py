@@ -1,0 +1,171 @@
+"""The prepare stage: windows, split without leakage, statistics of train alone, outputs."""
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import random_walk_bars, tiny_params, write_params
+from nextclose import cli, features
+from nextclose.bars import DataError
+from nextclose.params import FeatureParams, SplitParams, parse_params
+from nextclose.stages import prepare as prepare_stage
+
+
+def prepared_from(bars: pd.DataFrame, **overrides) -> prepare_stage.Prepared:
+    return prepare_stage.prepare(bars, "walk.csv", parse_params(tiny_params(**overrides)))
+
+
+def walk_params(**extra):
+    return dict(data={"source": "csv", "path": "walk.csv", "start": None, "end": None}, **extra)
+
+
+def test_windows_are_log_prices_relative_to_the_last_close():
+    bars = random_walk_bars(40)
+    windows = features.make_windows(bars, FeatureParams(window=5, volume=True))
+    assert windows.inputs.shape == (35, 5, 5)
+    i = 7  # sample 7 ends on row 11, its target is row 12
+    close = bars["close"].to_numpy()
+    np.testing.assert_allclose(windows.inputs[i, :, 3], np.log(close[7:12] / close[11]), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(windows.inputs[i, :, 1], np.log(bars["high"].to_numpy()[7:12] / close[11]),
+                               rtol=1e-5, atol=1e-7)
+    assert windows.inputs[i, -1, 3] == 0.0
+    volume = np.log1p(bars["volume"].to_numpy()[7:12])
+    np.testing.assert_allclose(windows.inputs[i, :, 4], volume - volume.mean(), rtol=1e-5, atol=1e-6)
+    assert windows.targets[i] == pytest.approx(np.log(close[12] / close[11]), rel=1e-5)
+    assert windows.target_dates[i] == np.datetime64(bars["date"].iloc[12].date())
+
+
+def test_split_by_target_date_leaks_nothing():
+    prepared = prepared_from(random_walk_bars(200), **walk_params())
+    train, validation, test = (prepared.splits[name] for name in features.SPLITS)
+    assert train.target_dates.max() < validation.target_dates.min()
+    assert validation.target_dates.max() < test.target_dates.min()
+    # no validation or test day is the target of any training window
+    held_out = set(validation.target_dates) | set(test.target_dates)
+    assert held_out.isdisjoint(set(train.target_dates))
+    # every training window's inputs end before the first validation target
+    train_rows = prepared.bars[prepared.bars["split"] == "train"]
+    assert train_rows["date"].max() < pd.Timestamp(validation.target_dates.min())
+    assert len(train.targets) + len(validation.targets) + len(test.targets) == 200 - 10
+
+
+def test_normalisation_equals_statistics_of_the_training_slice_alone():
+    bars = random_walk_bars(200)
+    prepared = prepared_from(bars, **walk_params())
+    validation_start = pd.Timestamp(prepared.splits["validation"].target_dates.min())
+    # Recompute from the training rows only: the windows whose target precedes validation.
+    train_rows = bars[bars["date"] < validation_start].reset_index(drop=True)
+    alone = features.make_windows(train_rows, FeatureParams(window=10, volume=True))
+    flat = alone.inputs.reshape(-1, 5).astype(np.float64)
+    stats = prepared.normalisation
+    np.testing.assert_allclose(stats.mean, flat.mean(axis=0), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(stats.std, flat.std(axis=0), rtol=1e-9)
+    assert stats.target_scale == pytest.approx(np.sqrt(np.mean(alone.targets.astype(np.float64) ** 2)))
+    # and changing any later price leaves them untouched
+    later = bars.copy()
+    later.loc[later["date"] >= validation_start, ["open", "high", "low", "close"]] *= 3.0
+    assert prepared_from(later, **walk_params()).normalisation == stats
+
+
+def test_split_by_dates():
+    bars = random_walk_bars(200)  # business days from 2018-01-02
+    prepared = prepared_from(bars, **walk_params(split={
+        "validation_start": "2018-06-01", "test_start": "2018-08-01"}))
+    assert str(prepared.splits["validation"].target_dates.min()) == "2018-06-01"
+    assert str(prepared.splits["test"].target_dates.min()) == "2018-08-01"
+    assert str(prepared.splits["train"].target_dates.max()) == "2018-05-31"
+
+
+def test_seed_inputs_are_the_tutorials_x_and_y():
+    bars = random_walk_bars(30)
+    x, y = features.seed_sequence(bars)
+    assert x.dtype == np.float32 and y.dtype == np.float32
+    assert x.shape == (29, 4) and y.shape == (29, 1)
+    np.testing.assert_array_equal(x[:, 0], bars["open"].to_numpy(np.float32)[:-1])
+    np.testing.assert_array_equal(x[:, 1], bars["close"].to_numpy(np.float32)[:-1])
+    np.testing.assert_array_equal(x[:, 2], bars["high"].to_numpy(np.float32)[:-1])
+    np.testing.assert_array_equal(x[:, 3], bars["low"].to_numpy(np.float32)[:-1])
+    np.testing.assert_array_equal(y[:, 0], bars["close"].to_numpy(np.float32)[1:])
+
+
+def test_too_few_rows_for_window_and_splits():
+    with pytest.raises(DataError, match=r"walk.csv: too few rows: 20 rows .* features.window=10"):
+        prepared_from(random_walk_bars(20), **walk_params())
+
+
+def test_too_few_rows_in_one_split():
+    with pytest.raises(DataError, match="the test split gets 0 samples"):
+        prepared_from(random_walk_bars(200), **walk_params(split={
+            "validation_start": "2018-06-01", "test_start": "2019-06-01"}))
+
+
+def test_volume_feature_needs_a_volume_column():
+    with pytest.raises(DataError, match="no volume column, but features.volume is true"):
+        prepared_from(random_walk_bars(200).drop(columns="volume"), **walk_params())
+    without = prepared_from(random_walk_bars(200).drop(columns="volume"),
+                            **walk_params(features={"volume": False, "window": 10}))
+    assert without.splits["train"].inputs.shape[-1] == 4
+
+
+def run_prepare(workspace, **overrides):
+    write_params(workspace, tiny_params(**overrides))
+    return cli.main(["prepare"])
+
+
+def test_stage_writes_outputs_and_mlflow_run(workspace):
+    random_walk_bars(200).to_csv(workspace / "walk.csv", index=False)
+    assert run_prepare(workspace, **walk_params()) == 0
+    directory = workspace / "data" / "prepared"
+    assert sorted(p.name for p in directory.iterdir()) == ["bars.csv", "prepared.json", "seed.npz", "windows.npz"]
+    summary = json.loads((directory / "prepared.json").read_text())
+    assert summary["rows"] == 200
+    assert sum(s["samples"] for s in summary["splits"].values()) == 190
+    assert len(summary["source_sha256"]) == 64
+    windows = prepare_stage.load_windows(directory)
+    assert len(windows["test"].targets) == summary["splits"]["test"]["samples"]
+
+    client = mlflow.MlflowClient()
+    (run,) = client.search_runs([client.get_experiment_by_name("nextclose-prepare").experiment_id])
+    assert run.data.params["data.source"] == "csv"
+    assert run.data.params["features.window"] == "10"
+    assert run.data.metrics["train_samples"] == summary["splits"]["train"]["samples"]
+    assert run.data.tags["test_first_target"] == summary["splits"]["test"]["first_target"]
+    assert run.data.tags["stage"] == "prepare"
+    assert run.inputs.dataset_inputs[0].dataset.digest == summary["source_sha256"][:16]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "normalisation.json" in artifacts
+
+
+def test_bad_input_leaves_previous_outputs_untouched(workspace, capsys):
+    random_walk_bars(200).to_csv(workspace / "walk.csv", index=False)
+    assert run_prepare(workspace, **walk_params()) == 0
+    directory = workspace / "data" / "prepared"
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+
+    broken = random_walk_bars(200)
+    broken.loc[150, "high"] = broken.loc[150, "low"] / 2
+    broken.to_csv(workspace / "walk.csv", index=False)
+    assert run_prepare(workspace, **walk_params()) == 2
+    message = capsys.readouterr().err
+    day = broken.loc[150, "date"].strftime("%Y-%m-%d")
+    assert f"walk.csv: {day}: high" in message
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    assert [p.name for p in workspace.joinpath("data").iterdir()] == ["prepared"]  # no temp left
+
+
+def test_bad_input_on_first_run_creates_nothing(workspace, capsys):
+    (workspace / "walk.csv").write_text("date,open,high,low,close,volume\n2018-01-02,1,2,0.5,1.5,10\n")
+    assert run_prepare(workspace, **walk_params()) == 2
+    assert "too few rows" in capsys.readouterr().err
+    assert not (workspace / "data").exists() or not any((workspace / "data").iterdir())
+
+
+def test_msft_default_range(workspace):
+    assert run_prepare(workspace) == 0  # tiny params: MSFT 2016-01-01 to 2017-06-30
+    summary = json.loads((workspace / "data/prepared/prepared.json").read_text())
+    assert summary["source"] == "pmdarima.datasets.load_msft"
+    assert summary["first_date"] == "2016-01-04"
+    assert summary["last_date"] == "2017-06-30"

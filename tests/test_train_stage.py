@@ -1,0 +1,94 @@
+"""The train stage end to end: files, the MLflow run and its loadable model."""
+
+import csv
+import json
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import tiny_params, write_params
+from nextclose import cli
+from nextclose.stages.prepare import load_windows
+
+
+def train_run(client):
+    (run,) = client.search_runs([client.get_experiment_by_name("nextclose-train").experiment_id])
+    return run
+
+
+def test_lstm_train_stage(workspace, capsys):
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    out = capsys.readouterr().out
+    assert "step 0/60: loss 1.0000" in out  # plain lines when not on a terminal
+
+    summary = json.loads((workspace / "models/train.json").read_text())
+    assert summary["kind"] == "lstm" and summary["steps_run"] == 60
+    with open(workspace / "reports/train_history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["step", "loss", "val_loss"]
+    assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]
+
+    client = mlflow.MlflowClient()
+    run = train_run(client)
+    assert run.info.run_id == summary["run_id"]
+    params = run.data.params
+    assert params["model.hidden_units"] == "4" and params["train.steps"] == "60"
+    assert params["base.seed"] == "42" and params["model.kind"] == "lstm"
+    curve = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in curve] == [0, 20, 40, 60]
+    assert [m.value for m in curve] == pytest.approx([float(r["val_loss"]) for r in rows])
+    assert run.data.metrics["best_val_loss"] == pytest.approx(summary["best_val_loss"])
+    assert run.data.tags["stage"] == "train" and run.data.tags["pipeline_execution"]
+
+    # The logged model is a Keras-flavour LoggedModel that pyfunc loads and predicts with.
+    logged = mlflow.get_logged_model(summary["model_id"])
+    assert logged.source_run_id == run.info.run_id
+    pyfunc_model = mlflow.pyfunc.load_model(summary["model_uri"])
+    assert pyfunc_model.metadata.get_input_schema() is not None
+    x = load_windows(workspace / "data/prepared")["test"].inputs
+    local = keras.saving.load_model(workspace / "models/model.keras")
+    np.testing.assert_allclose(np.asarray(pyfunc_model.predict(x)).ravel(),
+                               np.asarray(local(x)).ravel(), rtol=1e-6)
+    assert "keras" in mlflow.models.get_model_info(summary["model_uri"]).flavors
+
+
+def test_seed_train_stage(workspace, capsys):
+    write_params(workspace, tiny_params(model={"kind": "seed", "hidden_units": 4},
+                                        data={"start": "2017-01-01", "end": "2017-11-10"},
+                                        train={"steps": 30, "eval_every": 10, "log_every": 10}))
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    out = capsys.readouterr().out
+    assert "step 0: cost" in out and "last prediction" in out
+    with open(workspace / "reports/train_history.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert list(rows[0]) == ["step", "loss"]
+    assert [int(r["step"]) for r in rows] == [0, 10, 20, 29]
+    state = np.load(workspace / "models/seed_state.npz")
+    seed = np.load(workspace / "data/prepared/seed.npz")
+    assert state["x"].shape == seed["x"].shape
+    run = train_run(mlflow.MlflowClient())
+    assert run.data.params["model.kind"] == "seed"
+    assert run.data.metrics["final_cost"] == pytest.approx(float(rows[-1]["loss"]))
+    predictions = mlflow.pyfunc.load_model(json.loads(
+        (workspace / "models/train.json").read_text())["model_uri"]).predict(seed["x"][None])
+    assert np.asarray(predictions).shape == (1, len(seed["y"]))
+
+
+def test_train_failure_keeps_previous_model(workspace, monkeypatch):
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    before = (workspace / "models/model.keras").read_bytes()
+    from nextclose import tracking
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("tracking store went away")
+
+    monkeypatch.setattr(tracking, "log_keras_model", broken)
+    write_params(workspace, tiny_params(train={"steps": 40}))
+    with pytest.raises(RuntimeError):
+        cli.main(["train"])
+    assert (workspace / "models/model.keras").read_bytes() == before

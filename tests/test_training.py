@@ -1,0 +1,212 @@
+"""Both networks: they learn, they are exact replicas where promised, they repeat bit for bit."""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import random_walk_bars, tiny_params
+from nextclose import features, model as models, training
+from nextclose.params import parse_params
+
+
+def tiny(**overrides):
+    return parse_params(tiny_params(**overrides))
+
+
+def splits_of(bars, window=10):
+    windows = features.make_windows(bars, features.FeatureParams(window=window, volume=True))
+    boundaries = features.split_boundaries(windows.target_dates, tiny().split)
+    parts = features.split_windows(windows, boundaries, "walk", window)
+    return parts, features.fit_normalisation(parts["train"], features.feature_names(True))
+
+
+def predictable_bars(n=260):
+    """Bars whose next move follows today's move (strong momentum): an LSTM can learn it."""
+    rng = np.random.default_rng(1)
+    returns = np.zeros(n)
+    for t in range(1, n):
+        returns[t] = 0.8 * returns[t - 1] + rng.normal(0, 0.01)
+    bars = random_walk_bars(n)
+    close = 100 * np.exp(np.cumsum(returns))
+    bars["open"] = np.r_[close[0], close[:-1]]
+    bars["close"] = close
+    bars["high"] = np.maximum(bars["open"], close) * 1.001
+    bars["low"] = np.minimum(bars["open"], close) * 0.999
+    return bars
+
+
+def test_untrained_lstm_predicts_no_change():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    network = models.build_lstm(10, normalisation, tiny().model)
+    assert np.all(np.asarray(network(parts["test"].inputs)) == 0.0)
+
+
+def test_lstm_loss_falls_and_beats_persistence_on_a_learnable_series():
+    parts, normalisation = splits_of(predictable_bars())
+    params = tiny(model={"hidden_units": 8}, train={"steps": 300, "learning_rate": 0.01,
+                                                   "eval_every": 50, "steps_per_call": 25})
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=3)
+    first, best = result.history[0], min(result.history, key=lambda e: e.val_loss)
+    assert first.step == 0 and first.loss == pytest.approx(1.0, rel=1e-5)  # persistence
+    assert result.history[-1].loss < 0.7 * first.loss
+    assert best.val_loss < 0.7 * first.val_loss
+    assert result.best_loss == best.val_loss and result.best_step == best.step
+    # the returned model carries the best weights
+    x, y = parts["validation"].inputs, parts["validation"].targets
+    predicted = np.asarray(result.model(x))
+    kept = np.mean(((predicted - y) / normalisation.target_scale) ** 2)
+    assert kept == pytest.approx(result.best_loss, rel=1e-4)
+
+
+def test_early_stopping_keeps_persistence_when_nothing_beats_it():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny(train={"steps": 400, "learning_rate": 0.05, "eval_every": 20, "patience": 2})
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=0)
+    assert result.stopped_early and result.steps_run < 400
+    assert result.best_step == min(result.history, key=lambda e: e.val_loss).step
+
+
+def test_lstm_training_is_bit_identical_across_runs():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny()
+
+    def run():
+        result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                     params.model, params.train, seed=7)
+        return result.history, [w.copy() for w in result.model.get_weights()]
+
+    (history_a, weights_a), (history_b, weights_b) = run(), run()
+    assert history_a == history_b
+    for a, b in zip(weights_a, weights_b):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_schedule_is_epochwise_and_seeded():
+    schedule = training.batch_schedule(10, 4, 7, seed=1)
+    assert schedule.shape == (7, 4)
+    first_epoch = schedule[:2].ravel()
+    assert len(set(first_epoch)) == 8  # no repeats within an epoch
+    np.testing.assert_array_equal(schedule, training.batch_schedule(10, 4, 7, seed=1))
+    assert not np.array_equal(schedule, training.batch_schedule(10, 4, 7, seed=2))
+
+
+def test_seed_network_shapes_and_initialisation():
+    keras.utils.set_random_seed(0)
+    network = models.SeedNetwork(n_step=50, hidden_units=16)
+    assert np.all(network.input_kernel.numpy() == 0.25)
+    assert network.input_kernel.shape == (4, 1)
+    assert network.input_bias.shape == (50, 1) and not network.input_bias.numpy().any()
+    assert network.output_kernel.shape == (16, 50)
+    assert not network.output_bias.numpy().any() and network.output_bias.shape == (50,)
+    assert network.lstm_kernel.shape == (1 + 16, 64)
+    limit = math.sqrt(6 / (17 + 64))
+    assert np.abs(network.lstm_kernel.numpy()).max() <= limit
+    big = models.SeedNetwork(n_step=400, hidden_units=128).output_kernel.numpy()
+    assert abs(big.mean()) < 0.01 and abs(big.std() - 1.0) < 0.01  # N(0, 1)
+    x = np.ones((1, 50, 4), np.float32)
+    assert network(x).shape == (1, 50)
+    assert network(np.ones((3, 50, 4), np.float32)).shape == (3, 50)
+
+
+def reference_seed_forward(network, x):
+    """The tutorial's graph written out in NumPy, TF1 LSTMCell gate order i, j, f, o."""
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
+    daily = x @ network.input_kernel.numpy() + network.input_bias.numpy()
+    kernel, bias = network.lstm_kernel.numpy(), network.lstm_bias.numpy()
+    units = network.hidden_units
+    c, h = np.zeros((1, units)), np.zeros((1, units))
+    for t in range(len(x)):
+        gates = np.concatenate([daily[t : t + 1], h], axis=1) @ kernel + bias
+        i, j, f, o = np.split(gates, 4, axis=1)
+        c = sigmoid(f + 1.0) * c + sigmoid(i) * np.tanh(j)
+        h = sigmoid(o) * np.tanh(c)
+    return h @ network.output_kernel.numpy() + network.output_bias.numpy()
+
+
+def test_seed_forward_matches_the_tutorials_graph():
+    keras.utils.set_random_seed(1)
+    network = models.SeedNetwork(n_step=30, hidden_units=8)
+    bars = random_walk_bars(31)
+    x, y = features.seed_sequence(bars)
+    x = x / 100  # keep the gates out of saturation so the comparison means something
+    expected = reference_seed_forward(network, x.astype(np.float64))
+    np.testing.assert_allclose(np.asarray(network(x[None])), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_seed_cost_broadcasts_like_the_tutorial():
+    predictions = tf.constant([[1.0, 2.0, 3.0]])
+    y = tf.constant([[1.0], [2.0], [4.0]])
+    # every prediction against every target: ((1-1)^2+(2-1)^2+(3-1)^2 + ... ) / 9
+    expected = np.mean([(p - t) ** 2 for p in (1, 2, 3) for t in (1, 2, 4)])
+    assert float(models.seed_cost(predictions, y)) == pytest.approx(expected)
+
+
+def test_seed_training_reports_like_the_tutorial_and_trains_the_data():
+    bars = random_walk_bars(41)
+    x, y = features.seed_sequence(bars)
+    params = tiny(model={"kind": "seed", "hidden_units": 4},
+                  train={"steps": 25, "eval_every": 10, "learning_rate": 0.1, "steps_per_call": 7})
+    result = training.train_seed(x, y, params.model, params.train, seed=0)
+    assert [e.step for e in result.history] == [0, 10, 20, 24]  # after update i, i % 10 == 0, and the last
+    assert result.steps_run == 25
+    # at step 0 the cost is about mean(y^2): the predictions are still tiny next to the prices
+    assert result.history[0].loss == pytest.approx(float(np.mean(y.astype(np.float64) ** 2)), rel=0.2)
+    assert result.history[-1].loss < result.history[0].loss
+    # the tutorial's x and y are tf.Variables, so Adam moves them too
+    assert not np.array_equal(result.trained_inputs, x)
+    assert not np.array_equal(result.trained_targets, y)
+    assert result.trained_targets.shape == y.shape
+
+
+def test_seed_cost_at_step_zero_on_a_known_series():
+    """One Adam step from a known start: the cost equals the tutorial's formula."""
+    bars = random_walk_bars(21)
+    x, y = features.seed_sequence(bars)
+    params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 1, "eval_every": 1})
+    result = training.train_seed(x, y, params.model, params.train, seed=5)
+    trained_prediction = np.asarray(result.model(result.trained_inputs[None]))
+    expected = np.mean((trained_prediction - result.trained_targets) ** 2)
+    assert result.history[0].loss == pytest.approx(expected, rel=1e-5)
+    assert result.history[0].last_prediction == pytest.approx(trained_prediction[-1][-1], rel=1e-5)
+
+
+def test_seed_training_is_bit_identical_across_runs():
+    x, y = features.seed_sequence(random_walk_bars(31))
+    params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 12, "eval_every": 5})
+    a = training.train_seed(x, y, params.model, params.train, seed=2)
+    b = training.train_seed(x, y, params.model, params.train, seed=2)
+    assert a.history == b.history
+    for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "seed"])
+def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, kind):
+    if kind == "lstm":
+        parts, normalisation = splits_of(random_walk_bars(200))
+        params = tiny()
+        network = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                      params.model, params.train, seed=0).model
+        x = parts["test"].inputs
+    else:
+        x, y = features.seed_sequence(random_walk_bars(31))
+        params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 5})
+        network = training.train_seed(x, y, params.model, params.train, seed=0).model
+        x = x[None]
+    path = tmp_path / "model.keras"
+    network.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(network(x)))
+
+
+def test_chunks_end_on_every_boundary():
+    assert training._chunks(10, 4, 3, 4) == [3, 1, 3, 1, 2]
+    assert sum(training._chunks(1000, 50, 50, 1)) == 1000
