@@ -21,6 +21,8 @@ TINY_OVERRIDES = {
     "train": {"steps": 60, "batch_size": 16, "eval_every": 20, "steps_per_call": 10,
               "log_every": 20, "patience": None},
     "evaluate": {"arima": False, "arima_max_p": 1, "arima_max_q": 1},
+    "tune": {"n_trials": 3, "timeout": None, "hidden_units_min": 2, "hidden_units_max": 8,
+             "steps_min": 20, "steps_max": 60, "steps_step": 20},
 }
 
 
@@ -66,6 +68,7 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     write_params(tmp_path, tiny_params())
     return tmp_path

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from nextclose import registry
 from nextclose.bars import DataError
 from nextclose.params import ParamsError, load_params
 
@@ -15,6 +16,7 @@ STAGES = {
     "prepare": "read, check and split the bars; build the model inputs (data/prepared/)",
     "train": "train the model on the prepared data (models/, reports/train_history.csv)",
     "evaluate": "score the model and naive baselines on the test split (reports/metrics.json)",
+    "tune": "search hidden units, learning rate and steps with Optuna (reports/best_params.yaml)",
 }
 
 
@@ -31,6 +33,25 @@ def build_parser() -> argparse.ArgumentParser:
             "--params", default="params.yaml", metavar="PATH",
             help="params file (default: params.yaml in the current directory)",
         )
+        if name == "tune":
+            command.add_argument(
+                "--n-trials", type=int, metavar="N",
+                help="trials to add in this run (default: tune.n_trials)",
+            )
+    apply_help = "write the best tuned values (reports/best_params.yaml) into params.yaml"
+    apply = commands.add_parser("apply-best", help=apply_help, description=apply_help)
+    apply.add_argument("--params", default="params.yaml", metavar="PATH", help="params file to update")
+    apply.add_argument("--best", default="reports/best_params.yaml", metavar="PATH",
+                       help="the tune stage's best values (default: %(default)s)")
+    champion_help = "point a registry alias at the registered model version with the best figure"
+    champion = commands.add_parser("champion", help=champion_help, description=champion_help)
+    champion.add_argument("--kind", default="lstm", choices=("lstm", "seed"),
+                          help="which registered model, nextclose-<kind> (default: %(default)s)")
+    champion.add_argument("--metric", default="rmse_ratio_persistence",
+                          choices=registry.TRAIN_METRICS + registry.EVALUATE_METRICS,
+                          help="lower is better; best_val_loss comes from the training run, "
+                          "the others from its evaluation (default: %(default)s)")
+    champion.add_argument("--alias", default="champion", help="the alias to move (default: %(default)s)")
     return parser
 
 
@@ -39,10 +60,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow's C++ start-up chatter hides our own messages; users can lower this again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        if args.command == "champion":
+            registry.main(args.kind, args.metric, args.alias)
+            return 0
+        if args.command == "apply-best":
+            from nextclose.stages import apply_best
+
+            apply_best.main(args.params, args.best)
+            return 0
         params = load_params(args.params)
         stage = importlib.import_module(f"nextclose.stages.{args.command}")
-        stage.main(params)
-    except (ParamsError, DataError) as error:
+        if args.command == "tune":
+            if args.n_trials is not None and args.n_trials < 1:
+                raise ParamsError("--n-trials: must be at least 1")
+            stage.main(params, args.n_trials)
+        else:
+            stage.main(params)
+    except (ParamsError, DataError, LookupError) as error:
         print(f"nextclose {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

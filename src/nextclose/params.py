@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 import types
 import typing
 from pathlib import Path
@@ -87,6 +88,25 @@ class TrainParams:
 @dataclasses.dataclass(frozen=True)
 class EvaluateParams:
     arima: bool
+    arima_max_p: int
+    arima_max_q: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneParams:
+    study_name: str
+    storage: Optional[str]
+    n_trials: int
+    timeout: Optional[float]
+    seed: int
+    pruner: Literal["median", "hyperband", "none"]
+    hidden_units_min: int
+    hidden_units_max: int
+    learning_rate_min: float
+    learning_rate_max: float
+    steps_min: int
+    steps_max: int
+    steps_step: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +118,7 @@ class Params:
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    tune: TuneParams
 
     def as_flat_dict(self) -> dict[str, object]:
         """``{"section.key": value}`` for logging, e.g. to MLflow."""
@@ -232,6 +253,29 @@ def _check_ranges(params: Params, file: str) -> None:
             fail(f"train.{key}", "must be at least 1")
     if params.train.patience is not None and params.train.patience < 1:
         fail("train.patience", "must be at least 1 or null")
+    for key in ("arima_max_p", "arima_max_q"):
+        if getattr(params.evaluate, key) < 0:
+            fail(f"evaluate.{key}", "must be at least 0")
+
+
+def _check_tune(tune: TuneParams, fail) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", tune.study_name):
+        fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")
+    if tune.n_trials < 1:
+        fail("tune.n_trials", "must be at least 1")
+    if tune.timeout is not None and tune.timeout <= 0:
+        fail("tune.timeout", "must be positive or null")
+    for name, low, high in (
+        ("hidden_units", tune.hidden_units_min, tune.hidden_units_max),
+        ("learning_rate", tune.learning_rate_min, tune.learning_rate_max),
+        ("steps", tune.steps_min, tune.steps_max),
+    ):
+        if low <= 0:
+            fail(f"tune.{name}_min", "must be positive")
+        if high < low:
+            fail(f"tune.{name}_max", f"must not be below tune.{name}_min")
+    if tune.steps_step < 1 or (tune.steps_max - tune.steps_min) % tune.steps_step:
+        fail("tune.steps_step", "must be at least 1 and divide steps_max - steps_min")
 
 
 def parse_params(raw: object, file: str = "params.yaml") -> Params:
@@ -257,6 +301,11 @@ def parse_params(raw: object, file: str = "params.yaml") -> Params:
         raise ParamsError(f"{file}: {error}") from None
     params = Params(**built)
     _check_ranges(params, file)
+
+    def fail(key: str, rule: str) -> None:
+        raise ParamsError(f"{file}: {key}: {rule}")
+
+    _check_tune(params.tune, fail)
     return params
 
 

@@ -137,8 +137,11 @@ class _KerasFlavour:
 
 def log_keras_model(model, input_example, name: str = "model", registered_model_name: Optional[str] = None):
     """Log a Keras model as an MLflow LoggedModel (Keras flavour, signature, input example)."""
+    import keras
     import numpy as np
     from mlflow.models import Model, infer_signature
+
+    keras.utils.disable_interactive_logging()  # MLflow's check of the example would draw a progress bar
 
     output = np.asarray(model(input_example))
     return Model.log(

@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from nextclose import atomic, training
+from nextclose import atomic, registry, training
 from nextclose.params import Params
 from nextclose.stages.prepare import PREPARED_DIR, load_normalisation, load_windows
 
@@ -138,9 +138,13 @@ def main(params: Params) -> None:
                 "steps_run": result.steps_run,
             })
             input_example = load_windows()["validation"].inputs[:5]
-        logged = tracking.log_keras_model(result.model, input_example)
+        logged = tracking.log_keras_model(
+            result.model, input_example, registered_model_name=registry.registered_name(params.model.kind)
+        )
         summary["model_uri"] = logged.model_uri
         summary["model_id"] = logged.model_id
+        summary["registered_model"] = registry.registered_name(params.model.kind)
+        summary["registered_version"] = logged.registered_model_version
 
         # Files last, each in one rename, so a failure above leaves the old outputs whole.
         with atomic.new_directory(MODELS_DIR) as staging:

@@ -1,0 +1,92 @@
+"""The evaluation's figures, built as matplotlib ``Figure`` objects.
+
+Figures are made with ``matplotlib.figure.Figure`` directly rather than
+``pyplot``: no global figure registry to leak memory, no GUI backend to pick,
+and ``Figure.savefig`` renders PNG with Agg on its own. No file I/O here: the
+caller saves or logs them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+import pandas as pd
+
+# Days shown in the close-up panel: few enough that the lines come apart.
+ZOOM_DAYS = 40
+# One colour per series across all figures, so "persistence" is the same line everywhere.
+COLOURS = {
+    "actual": "black", "model": "tab:red", "persistence": "tab:blue",
+    "drift": "tab:green", "arima": "tab:purple",
+}
+
+
+def _new_figure(rows: int = 1, height: float = 4.0, sharey: bool = False):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(11, height * rows), layout="constrained")
+    return figure, figure.subplots(rows, 1, squeeze=False, sharey=sharey)[:, 0]
+
+
+def predictions_figure(
+    dates: np.ndarray, actual: np.ndarray, forecasts: Mapping[str, np.ndarray], title: str
+):
+    """Forecast against actual close over the whole period, and over its last days.
+
+    Forecast lines nearly cover the actual line in the top panel; that is the
+    point of the close-up: a good-looking fit of price levels mostly shows the
+    forecast trailing the actual by one day.
+    """
+    figure, (whole, close_up) = _new_figure(2)
+    dates = pd.to_datetime(np.asarray(dates))
+    for axes, start in ((whole, 0), (close_up, max(0, len(dates) - ZOOM_DAYS))):
+        axes.plot(dates[start:], np.asarray(actual)[start:], color=COLOURS["actual"],
+                  linewidth=2.0, label="actual")
+        for name, values in forecasts.items():
+            axes.plot(dates[start:], np.asarray(values)[start:], color=COLOURS.get(name),
+                      linewidth=1.0, label=name, marker="." if start else None)
+        axes.set_ylabel("close")
+        axes.grid(alpha=0.3)
+    whole.set_title(title)
+    close_up.set_title(f"last {len(dates) - max(0, len(dates) - ZOOM_DAYS)} days")
+    whole.legend(loc="upper left")
+    return figure
+
+
+def residuals_figure(
+    dates: np.ndarray, actual: np.ndarray, forecasts: Mapping[str, np.ndarray], title: str
+):
+    """Forecast minus actual close, per day, one panel per forecaster on a shared scale."""
+    figure, panels = _new_figure(len(forecasts), height=2.2, sharey=True)
+    dates = pd.to_datetime(np.asarray(dates))
+    for axes, (name, values) in zip(panels, forecasts.items()):
+        residual = np.asarray(values, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+        axes.plot(dates, residual, color=COLOURS.get(name), linewidth=0.8)
+        axes.axhline(0.0, color="grey", linewidth=0.8)
+        rmse = float(np.sqrt(np.mean(np.square(residual))))
+        axes.set_ylabel("forecast - actual")
+        axes.set_title(f"{name} (RMSE {rmse:.4g})", loc="left", fontsize="medium")
+        axes.grid(alpha=0.3)
+    figure.suptitle(title)
+    return figure
+
+
+def learning_curve_figure(history: pd.DataFrame, best_step: Optional[int], title: str):
+    """Loss (and validation loss, when recorded) against optimizer steps."""
+    figure, (axes,) = _new_figure(1)
+    axes.plot(history["step"], history["loss"], label="loss")
+    if "val_loss" in history:
+        axes.plot(history["step"], history["val_loss"], label="val_loss")
+        # The default model's losses are scaled so that "no change" scores 1 on training data.
+        axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="persistence (train)")
+    if best_step is not None:
+        axes.axvline(best_step, color="tab:red", linewidth=0.8, linestyle=":", label=f"kept: step {best_step}")
+    if (history["loss"] > 0).all() and history["loss"].max() / history["loss"].min() > 100:
+        axes.set_yscale("log")  # the seed network's cost falls over orders of magnitude
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return figure

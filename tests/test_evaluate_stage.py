@@ -1,0 +1,234 @@
+"""The evaluate stage: no forecast sees its future, statistics come from the training
+slice, and the files and the MLflow run say the same thing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import random_walk_bars, tiny_params, write_params
+from nextclose import features, model as models
+from nextclose.cli import main
+from nextclose.params import ModelParams, ParamsError, parse_params
+from nextclose.stages import evaluate
+from nextclose.stages.prepare import prepare
+
+FORECASTERS = ("model", "persistence", "drift", "arima")
+SCORE_KEYS = ("rmse", "mae", "mape", "mase", "directional_accuracy", "direction_p_value",
+              "rmse_ratio_persistence")
+
+
+def tiny_lstm(window: int, normalisation: features.Normalisation, seed: int = 0) -> keras.Model:
+    """A 4-unit LSTM whose output layer is not zero, so its forecasts depend on the inputs."""
+    keras.utils.set_random_seed(seed)
+    network = models.build_lstm(
+        window, normalisation, ModelParams(kind="lstm", hidden_units=4, layers=1, dropout=0.0)
+    )
+    output = network.get_layer("scaled_return")
+    kernel, bias = output.get_weights()
+    output.set_weights([np.random.default_rng(seed).normal(0, 1, kernel.shape), bias])
+    return network
+
+
+def shake_after(bars: pd.DataFrame, row: int, seed: int = 1) -> pd.DataFrame:
+    """``bars`` with every price and volume from ``row`` on changed (highs and lows kept valid)."""
+    changed = bars.copy()
+    factor = np.exp(np.random.default_rng(seed).normal(0, 0.05, len(bars) - row))
+    for column in ("open", "high", "low", "close"):
+        changed.loc[row:, column] = bars.loc[row:, column].to_numpy() * factor
+    changed.loc[row:, "volume"] = bars.loc[row:, "volume"].to_numpy()[::-1]
+    return changed
+
+
+# --- causality -----------------------------------------------------------------------------
+
+def test_lstm_forecast_of_a_day_ignores_that_day_and_everything_after():
+    bars = random_walk_bars(90, seed=2)
+    feature_params = parse_params(tiny_params()).features
+    windows = features.make_windows(bars, feature_params)
+    network = tiny_lstm(feature_params.window, features.fit_normalisation(
+        windows, features.feature_names(feature_params.volume)))
+    original = evaluate.forecast_lstm(network, windows)
+    row = 60
+    changed = evaluate.forecast_lstm(network, features.make_windows(shake_after(bars, row), feature_params))
+    # Sample i forecasts row i + window from rows i .. i + window - 1.
+    unchanged = row - feature_params.window + 1
+    np.testing.assert_array_equal(changed[:unchanged], original[:unchanged])
+    assert np.all(changed[unchanged:] != original[unchanged:])
+
+
+def test_every_forecast_of_a_test_day_ignores_that_day_and_everything_after():
+    """The model and all baselines, through prepare and evaluate as the pipeline runs them."""
+    params = parse_params(tiny_params(
+        data={"start": None, "end": None}, evaluate={"arima": True, "arima_max_p": 1, "arima_max_q": 1}
+    ))
+    bars = random_walk_bars(160, seed=4)
+    first = prepare(bars, "synthetic", params)
+    network = tiny_lstm(params.features.window, first.normalisation)
+    original = evaluate.evaluate_lstm(network, first.bars, first.splits["test"], params.evaluate)
+    row = 150  # inside the test period
+    second = prepare(shake_after(bars, row), "synthetic", params)
+    changed = evaluate.evaluate_lstm(network, second.bars, second.splits["test"], params.evaluate)
+
+    cutoff = bars["date"].iloc[row].strftime("%Y-%m-%d")
+    kept = original.predictions["date"] <= cutoff
+    assert 5 < kept.sum() < len(kept)
+    columns = list(FORECASTERS)
+    pd.testing.assert_frame_equal(changed.predictions.loc[kept, columns], original.predictions.loc[kept, columns])
+    for column in columns:
+        assert (changed.predictions.loc[~kept, column] != original.predictions.loc[~kept, column]).all()
+    assert changed.fitted == original.fitted  # fitted on training closes only
+
+
+def test_without_arima_its_column_stays_empty_and_unscored():
+    params = parse_params(tiny_params(data={"start": None, "end": None}))
+    assert params.evaluate.arima is False
+    prepared = prepare(random_walk_bars(120, seed=6), "synthetic", params)
+    network = tiny_lstm(params.features.window, prepared.normalisation)
+    result = evaluate.evaluate_lstm(network, prepared.bars, prepared.splits["test"], params.evaluate)
+    assert list(result.predictions.columns) == ["date", "actual", *FORECASTERS]
+    assert result.predictions["arima"].isna().all() and result.predictions["drift"].notna().all()
+    assert set(result.report["baselines"]) == {"persistence", "drift"}
+
+
+# --- the stage end to end ----------------------------------------------------------------
+
+def training_slice_statistics(bars: pd.DataFrame, window: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Feature mean and std and the target scale, from the training rows' windows, by hand."""
+    log_prices = np.log(bars[["open", "high", "low", "close"]].to_numpy())
+    log_volume = np.log1p(bars["volume"].to_numpy())
+    validation_start = bars.index[bars["split"] == "validation"][0]
+    rows = []
+    targets = []
+    for target in range(window, validation_start):  # samples whose target day is a training day
+        days = slice(target - window, target)
+        prices = log_prices[days] - log_prices[target - 1, 3]
+        volume = log_volume[days] - log_volume[days].mean()
+        rows.append(np.column_stack([prices, volume]))
+        targets.append(log_prices[target, 3] - log_prices[target - 1, 3])
+    flat = np.concatenate(rows)
+    return flat.mean(axis=0), flat.std(axis=0), math.sqrt(np.mean(np.square(targets)))
+
+
+def run_by_stage(client: mlflow.MlflowClient, stage: str):
+    experiment = client.get_experiment_by_name(f"nextclose-{stage}")
+    (run,) = client.search_runs([experiment.experiment_id])
+    return run
+
+
+def test_evaluate_stage_end_to_end(workspace):
+    window = 10
+    write_params(workspace, tiny_params(evaluate={"arima": True, "arima_max_p": 1, "arima_max_q": 1}))
+    assert main(["prepare"]) == 0
+    assert main(["train"]) == 0
+    assert main(["evaluate"]) == 0
+
+    report = json.loads(Path("reports/metrics.json").read_text())
+    prepared = json.loads(Path("data/prepared/prepared.json").read_text())
+    train = json.loads(Path("models/train.json").read_text())
+    bars = pd.read_csv("data/prepared/bars.csv")
+    predictions = pd.read_csv("reports/predictions.csv")
+
+    assert set(report) == {"n_test", "majority_class_rate", "baselines", *SCORE_KEYS}
+    assert set(report["baselines"]) == {"persistence", "drift", "arima"}
+    for scores in report["baselines"].values():
+        assert set(scores) == set(SCORE_KEYS)
+    n_test = prepared["splits"]["test"]["samples"]
+    assert report["n_test"] == n_test == len(predictions)
+    assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / report["baselines"]["persistence"]["rmse"])
+    assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
+
+    # The CSV holds the forecasts that were scored, on the test days only.
+    test_rows = bars[bars["split"] == "test"]
+    assert list(predictions.columns) == ["date", "actual", *FORECASTERS]
+    assert predictions["date"].tolist() == test_rows["date"].tolist()
+    np.testing.assert_allclose(predictions["actual"], test_rows["close"])
+    np.testing.assert_allclose(predictions["persistence"].to_numpy(), bars["close"].to_numpy()[test_rows.index - 1])
+    for name in FORECASTERS:
+        scores = report if name == "model" else report["baselines"][name]
+        error = predictions[name] - predictions["actual"]
+        assert scores["rmse"] == pytest.approx(math.sqrt(np.mean(error**2)), rel=1e-9)
+        assert scores["mae"] == pytest.approx(np.mean(np.abs(error)), rel=1e-9)
+
+    # Every statistic comes from the training slice: normalisation, MASE scale, drift.
+    mean, std, target_scale = training_slice_statistics(bars, window)
+    stats = prepared["normalisation"]
+    np.testing.assert_allclose(stats["mean"], mean, atol=1e-6)
+    np.testing.assert_allclose(stats["std"], std, rtol=1e-5)
+    assert stats["target_scale"] == pytest.approx(target_scale, rel=1e-5)
+    layer = keras.saving.load_model("models/model.keras").get_layer("normalise").get_config()
+    np.testing.assert_allclose(np.ravel(layer["mean"]), stats["mean"], rtol=1e-6)
+    np.testing.assert_allclose(np.ravel(layer["variance"]), np.square(stats["std"]), rtol=1e-6)
+    train_closes = bars.loc[bars["split"] == "train", "close"].to_numpy()
+    scale = np.mean(np.abs(np.diff(train_closes)))
+    persistence = report["baselines"]["persistence"]
+    assert persistence["mase"] == pytest.approx(persistence["mae"] / scale, rel=1e-9)
+
+    # The MLflow run: same numbers, the figures, and links both ways to the training run.
+    client = mlflow.MlflowClient()
+    run = run_by_stage(client, "evaluate")
+    assert run.data.metrics["rmse"] == pytest.approx(report["rmse"])
+    assert run.data.metrics["n_test"] == n_test
+    for name in ("persistence", "drift", "arima"):
+        assert run.data.metrics[f"{name}_rmse"] == pytest.approx(report["baselines"][name]["rmse"])
+    assert float(run.data.params["fitted.naive_scale"]) == pytest.approx(scale, rel=1e-12)
+    rate = np.log(train_closes[-1] / train_closes[0]) / (len(train_closes) - 1)
+    assert float(run.data.params["fitted.drift_rate"]) == pytest.approx(rate, rel=1e-9)
+    assert run.data.tags["train_run_id"] == train["run_id"]
+    assert run.data.tags["model_uri"] == train["model_uri"]
+    assert client.get_run(train["run_id"]).data.tags["evaluate_run_id"] == run.info.run_id
+    figures = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {"figures/predictions.png", "figures/residuals.png", "figures/learning_curve.png"}
+    model_metrics = {metric.key: metric.value for metric in client.get_logged_model(train["model_id"]).metrics}
+    assert model_metrics["rmse"] == pytest.approx(report["rmse"])
+
+
+def test_seed_kind_reports_in_sample_figures(workspace):
+    write_params(workspace, tiny_params(
+        data={"start": "2017-01-01", "end": "2017-04-30"},
+        model={"kind": "seed", "hidden_units": 4},
+        train={"steps": 4, "eval_every": 2, "steps_per_call": 2, "log_every": 2},
+    ))
+    assert main(["prepare"]) == 0
+    assert main(["train"]) == 0
+    assert main(["evaluate"]) == 0
+
+    report = json.loads(Path("reports/metrics.json").read_text())
+    train = json.loads(Path("models/train.json").read_text())
+    predictions = pd.read_csv("reports/predictions.csv")
+    with np.load("data/prepared/seed.npz") as seed:
+        x, y = seed["x"].astype(np.float64), seed["y"][:, 0].astype(np.float64)
+
+    assert report["in_sample"] is True and "in-sample" in report["label"]
+    assert report["n_days"] == len(y) == len(predictions)
+    assert report["in_sample_mse"] == train["final_cost"]
+    assert report["in_sample_mse_persistence"] == pytest.approx(np.mean((y - x[:, 1]) ** 2))
+    np.testing.assert_allclose(predictions["actual"], y)
+    np.testing.assert_allclose(predictions["persistence"], x[:, 1])
+    assert list(predictions.columns) == ["date", "actual", *FORECASTERS]  # the DVC plot names them all
+    assert predictions[["drift", "arima"]].isna().all().all()
+    assert report["in_sample_mse_per_day"] == pytest.approx(
+        np.mean((predictions["model"] - predictions["actual"]) ** 2), rel=1e-9
+    )
+    run = run_by_stage(mlflow.MlflowClient(), "evaluate")
+    assert run.data.metrics["in_sample_mse"] == pytest.approx(train["final_cost"])
+    assert run.data.tags["evaluated_on"] == "in-sample"
+
+
+# --- small pieces ----------------------------------------------------------------------
+
+def test_tracked_metrics_prefix_baselines():
+    report = {"n_test": 3, "rmse": 1.5, "baselines": {"drift": {"rmse": 2.0, "mase": 0.5}}}
+    assert evaluate.tracked_metrics(report) == {"n_test": 3.0, "rmse": 1.5, "drift_rmse": 2.0, "drift_mase": 0.5}
+
+
+def test_negative_arima_order_is_refused_by_name():
+    with pytest.raises(ParamsError, match="evaluate.arima_max_q"):
+        parse_params(tiny_params(evaluate={"arima_max_q": -1}))

@@ -1,0 +1,158 @@
+"""The evaluation's arithmetic on series whose answers are known in advance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nextclose import metrics
+
+
+def random_walk(n: int, seed: int, drift: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100.0 * np.exp(np.cumsum(rng.normal(drift, 0.01, n)))
+
+
+def one_step(closes: np.ndarray, first_target: int) -> tuple[np.ndarray, np.ndarray]:
+    """(last_close, actual) of every target from ``first_target`` on."""
+    return closes[first_target - 1 : -1], closes[first_target:]
+
+
+# --- the metrics ----------------------------------------------------------------------
+
+def test_point_metrics_on_hand_made_errors():
+    actual = np.array([100.0, 200.0, 50.0, 100.0])
+    predicted = np.array([110.0, 190.0, 50.0, 80.0])  # errors +10, -10, 0, -20
+    assert metrics.rmse(actual, predicted) == pytest.approx(math.sqrt((100 + 100 + 0 + 400) / 4))
+    assert metrics.mae(actual, predicted) == pytest.approx(10.0)
+    assert metrics.mape(actual, predicted) == pytest.approx(100 * (0.1 + 0.05 + 0 + 0.2) / 4)
+    assert metrics.mase(actual, predicted, scale=4.0) == pytest.approx(2.5)
+
+
+def test_naive_scale_is_the_mean_absolute_training_change():
+    assert metrics.naive_scale(np.array([10.0, 12.0, 11.0, 14.0])) == pytest.approx((2 + 1 + 3) / 3)
+    with pytest.raises(ValueError, match="never change"):
+        metrics.naive_scale(np.array([5.0, 5.0, 5.0]))
+
+
+def test_directional_accuracy_counts_up_and_not_up_calls():
+    last = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
+    actual = np.array([11.0, 9.0, 10.0, 12.0, 8.0])  # up, down, flat, up, down
+    predicted = np.array([10.5, 9.5, 9.0, 9.0, 10.0])  # up, down, down, down, flat
+    # hits: yes, yes, yes (flat = not up, down = not up), no, yes (flat = not up)
+    np.testing.assert_array_equal(
+        metrics.direction_hits(last, actual, predicted), [True, True, True, False, True]
+    )
+    assert metrics.directional_accuracy(last, actual, predicted) == pytest.approx(0.8)
+    assert metrics.majority_class_rate(last, actual) == pytest.approx(0.6)  # 3 of 5 not up
+
+
+def test_rounding_noise_is_no_move():
+    """A forecast equal to today's close up to float round-off makes no directional call."""
+    last = np.full(4, 55.844)
+    predicted = np.exp(np.log(last)) * np.array([1 + 1e-15, 1 - 1e-15, 1.0, 1 + 1e-6])
+    assert metrics.rises(last, predicted).tolist() == [False, False, False, True]
+
+
+def test_persistence_direction_equals_the_share_of_days_that_did_not_rise():
+    closes = random_walk(300, seed=3)
+    last, actual = one_step(closes, 1)
+    accuracy = metrics.directional_accuracy(last, actual, metrics.persistence_forecast(last))
+    assert accuracy == pytest.approx(np.mean(actual <= last))
+
+
+def test_direction_p_value_is_the_binomial_tail():
+    # P(X >= 8) for X ~ Binomial(10, 0.5) = (45 + 10 + 1) / 1024
+    assert metrics.direction_p_value(8, 10) == pytest.approx(56 / 1024)
+    assert metrics.direction_p_value(0, 3) == pytest.approx(1.0)
+    assert metrics.direction_p_value(20, 20) == pytest.approx(0.5**20)
+    with pytest.raises(ValueError):
+        metrics.direction_p_value(4, 3)
+
+
+def test_score_rejects_mismatched_or_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        metrics.rmse(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="positive"):
+        metrics.mape(np.array([1.0, 0.0]), np.ones(2))
+    with pytest.raises(ValueError, match="finite"):
+        metrics.mae(np.ones(2), np.array([1.0, np.nan]))
+
+
+# --- baselines with known answers -------------------------------------------------------
+
+def test_straight_line_persistence_error_is_the_slope():
+    slope = 0.5
+    closes = 20.0 + slope * np.arange(60)
+    train, last, actual = closes[:40], *one_step(closes, 40)
+    scores = metrics.score(last, actual, metrics.persistence_forecast(last), metrics.naive_scale(train))
+    assert scores["rmse"] == pytest.approx(slope)
+    assert scores["mae"] == pytest.approx(slope)
+    assert scores["mape"] == pytest.approx(100 * np.mean(slope / actual))
+    assert scores["mase"] == pytest.approx(1.0)  # same one-step change in training and test
+    assert scores["directional_accuracy"] == 0.0  # every day rose; persistence never calls a rise
+    assert scores["direction_p_value"] == pytest.approx(1.0)
+
+
+def test_drift_on_a_constant_growth_line_is_exact():
+    growth = 0.002
+    closes = 30.0 * np.exp(growth * np.arange(80))
+    train, last, actual = closes[:50], *one_step(closes, 50)
+    rate = metrics.drift_rate(train)
+    assert rate == pytest.approx(growth, rel=1e-12)
+    scores = metrics.score(last, actual, metrics.drift_forecast(last, rate), metrics.naive_scale(train))
+    assert scores["rmse"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["mase"] == pytest.approx(0.0, abs=1e-9)
+    assert scores["directional_accuracy"] == 1.0
+    assert scores["direction_p_value"] == pytest.approx(0.5**30)
+
+
+def test_baselines_on_a_seeded_random_walk_match_independent_arithmetic():
+    closes = random_walk(500, seed=7, drift=0.0005)
+    first_target = 400
+    train, last, actual = closes[:first_target], *one_step(closes, first_target)
+    # Computed here without the module: drift telescopes, persistence is the previous close.
+    expected_rate = (math.log(train[-1]) - math.log(train[0])) / (len(train) - 1)
+    assert metrics.drift_rate(train) == pytest.approx(expected_rate, rel=1e-10)
+    expected_drift = last * math.exp(expected_rate)
+    scale = np.abs(np.diff(train)).mean()
+    persistence = metrics.score(last, actual, metrics.persistence_forecast(last), scale)
+    drift = metrics.score(last, actual, metrics.drift_forecast(last, expected_rate), scale)
+    changes = actual - last
+    assert persistence["rmse"] == pytest.approx(math.sqrt(np.mean(changes**2)))
+    assert persistence["mase"] == pytest.approx(np.abs(changes).mean() / scale)
+    assert drift["rmse"] == pytest.approx(math.sqrt(np.mean((expected_drift - actual) ** 2)))
+    # Drift calls the same direction every day: up when the training drift is positive.
+    rose = np.mean(actual > last)
+    assert drift["directional_accuracy"] == pytest.approx(rose if expected_rate > 0 else 1 - rose)
+
+
+def test_arima_on_a_random_walk_is_the_random_walk():
+    """auto_arima finds (0, 1, 0) without drift in a pure random walk, whose one-step
+    forecast is today's close: ARIMA must then reproduce persistence."""
+    closes = random_walk(130, seed=0)
+    result = metrics.arima_forecasts(closes[:100], closes[100:], 10, max_p=1, max_q=1)
+    assert result.order == (0, 1, 0) and not result.with_intercept
+    np.testing.assert_allclose(result.forecasts, closes[109:-1], rtol=1e-12)
+
+
+def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
+    # Log returns with AR(1) coefficient 0.5: auto_arima fits ARIMA(1, 1, 0), a model whose
+    # coefficient every update re-estimates, so a leak through the updates would show.
+    rng = np.random.default_rng(1)
+    noise, returns = rng.normal(0, 0.01, 115), np.zeros(115)
+    for day in range(1, 115):
+        returns[day] = 0.5 * returns[day - 1] + noise[day]
+    closes = 100.0 * np.exp(np.cumsum(returns))
+    train, later, first_target = closes[:90], closes[90:], 5
+    original = metrics.arima_forecasts(train, later, first_target, max_p=1, max_q=0)
+    assert original.order == (1, 1, 0)
+    cut = 15  # change later[15:]: forecasts of later[5..15] must not move
+    changed_later = later.copy()
+    changed_later[cut:] *= np.linspace(1.2, 0.7, len(later) - cut)
+    changed = metrics.arima_forecasts(train, changed_later, first_target, max_p=1, max_q=0)
+    unchanged = cut - first_target + 1
+    np.testing.assert_array_equal(changed.forecasts[:unchanged], original.forecasts[:unchanged])
+    assert not np.allclose(changed.forecasts[unchanged:], original.forecasts[unchanged:])

@@ -1,0 +1,48 @@
+"""Every trained model is a registered version; `nextclose champion` aliases the best one."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from conftest import tiny_params, write_params
+from nextclose import cli, registry
+from nextclose.stages.prepare import load_windows
+
+
+def test_choose_champion_takes_the_lowest_figure_and_skips_missing():
+    assert registry.choose_champion({"1": 0.9, "2": 0.7, "3": None, "4": float("nan")}) == "2"
+    assert registry.choose_champion({"1": 0.5, "2": 0.5}) == "1"
+    assert registry.choose_champion({"1": None}) is None
+
+
+def test_each_training_registers_a_version_and_champion_moves_the_alias(workspace, capsys):
+    assert cli.main(["prepare"]) == 0
+    figures = {}
+    for steps in (20, 60):
+        write_params(workspace, tiny_params(train={"steps": steps, "learning_rate": 0.01}))
+        assert cli.main(["train"]) == 0
+        assert cli.main(["evaluate"]) == 0
+        train = json.loads((workspace / "models/train.json").read_text())
+        assert train["registered_model"] == "nextclose-lstm"
+        metrics = json.loads((workspace / "reports/metrics.json").read_text())
+        figures[str(train["registered_version"])] = (train["best_val_loss"], metrics["rmse_ratio_persistence"])
+    assert sorted(figures) == ["1", "2"]
+
+    client = mlflow.MlflowClient()
+    for metric, position in (("best_val_loss", 0), ("rmse_ratio_persistence", 1)):
+        capsys.readouterr()
+        assert cli.main(["champion", "--metric", metric]) == 0
+        expected = min(figures, key=lambda v: (figures[v][position], int(v)))
+        assert str(client.get_model_version_by_alias("nextclose-lstm", "champion").version) == expected
+        assert "<- champion" in capsys.readouterr().out
+
+    champion = mlflow.pyfunc.load_model("models:/nextclose-lstm@champion")
+    x = load_windows(workspace / "data/prepared")["test"].inputs[:3]
+    assert np.asarray(champion.predict(x)).shape == (3,)
+
+
+def test_champion_without_models_is_a_clear_error(workspace, capsys):
+    assert cli.main(["champion"]) == 2
+    assert "no versions of registered model 'nextclose-lstm'" in capsys.readouterr().err

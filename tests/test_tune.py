@@ -1,0 +1,211 @@
+"""The tune stage: a persistent, shared Optuna study, pruning, dead workers, MLflow, apply-best."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO, tiny_params, write_params
+from nextclose import cli, study as studies
+from nextclose.params import load_params, parse_params
+from nextclose.stages import apply_best, tune as tune_stage
+
+
+def journal(workspace):
+    return studies.open_storage(str(workspace / "optuna-journal.log"))
+
+
+def only_study(workspace):
+    (summary,) = optuna.get_all_study_summaries(journal(workspace), include_best_trial=False)
+    return optuna.load_study(study_name=summary.study_name, storage=journal(workspace))
+
+
+@pytest.fixture
+def prepared(workspace):
+    assert cli.main(["prepare"]) == 0
+    return workspace
+
+
+def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
+    assert cli.main(["tune"]) == 0
+    study = only_study(prepared)
+    assert study.study_name.startswith("nextclose-")
+    assert len(study.trials) == 3
+    report = json.loads((prepared / "reports/tune.json").read_text())
+    best = yaml.safe_load((prepared / "reports/best_params.yaml").read_text())
+    assert report["study_name"] == study.study_name
+    assert report["best_value"] == pytest.approx(study.best_value)
+    assert report["trials_total"] == 3
+    assert best["model"]["hidden_units"] == study.best_params["model.hidden_units"]
+    assert best["train"]["steps"] == study.best_params["train.steps"]
+    assert 2 <= best["model"]["hidden_units"] <= 8
+
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("nextclose-tune").experiment_id
+    runs = client.search_runs([experiment])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3
+    by_trial = {int(r.data.tags["optuna_trial"]): r for r in children}
+    for trial in study.trials:
+        child = by_trial[trial.number]
+        assert child.data.tags["state"] == trial.state.name
+        assert int(child.data.params["model.hidden_units"]) == trial.params["model.hidden_units"]
+        curve = client.get_metric_history(child.info.run_id, "val_loss")
+        assert [m.step for m in curve][0] == 0
+        if trial.state == optuna.trial.TrialState.COMPLETE:
+            assert child.data.metrics["best_val_loss"] == pytest.approx(trial.value)
+    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["trials_complete"] + parent.data.metrics["trials_pruned"] == 3
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
+    assert "optuna/optimization_history.png" in artifacts
+    models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
+    assert [m.name for m in models] == ["best_model"]
+    assert models[0].source_run_id == parent.info.run_id
+
+    # Running again adds trials to the same study.
+    capsys.readouterr()
+    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    assert f"adding trials to study {study.study_name}" in capsys.readouterr().out
+    assert len(only_study(prepared).trials) == 5
+
+
+def test_changed_search_space_starts_a_new_study(prepared, capsys):
+    assert cli.main(["tune", "--n-trials", "1"]) == 0
+    first = only_study(prepared).study_name
+    write_params(prepared, tiny_params(tune={"hidden_units_max": 6}))
+    capsys.readouterr()
+    assert cli.main(["tune", "--n-trials", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "data or search space changed: new study" in out and first in out
+    names = {s.study_name for s in optuna.get_all_study_summaries(journal(prepared), False)}
+    assert len(names) == 2 and first in names
+
+
+def test_a_hopeless_trial_is_pruned(workspace):
+    # A learnable series: steady momentum, so a good learning rate beats persistence quickly.
+    from test_training import predictable_bars
+
+    predictable_bars(300).to_csv(workspace / "walk.csv", index=False)
+    params_dict = tiny_params(
+        data={"source": "csv", "path": "walk.csv", "start": None, "end": None},
+        train={"eval_every": 10, "steps_per_call": 10},
+        tune={"steps_min": 200, "steps_max": 200, "steps_step": 1, "hidden_units_max": 8,
+              "learning_rate_min": 1e-6},
+    )
+    write_params(workspace, params_dict)
+    assert cli.main(["prepare"]) == 0
+    params = parse_params(params_dict)
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    study = optuna.create_study(
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=20))
+    good = {"model.hidden_units": 8, "train.learning_rate": 0.01, "train.steps": 200}
+    hopeless = {"model.hidden_units": 8, "train.learning_rate": 1e-6, "train.steps": 200}
+    study.enqueue_trial(good)
+    study.enqueue_trial(hopeless)
+    with mlflow.start_run():
+        study.optimize(tune_stage.make_objective(params, study), n_trials=2)
+    good_trial, hopeless_trial = study.trials
+    assert good_trial.state == optuna.trial.TrialState.COMPLETE
+    assert hopeless_trial.state == optuna.trial.TrialState.PRUNED
+    assert max(hopeless_trial.intermediate_values) < 200  # stopped before its last step
+
+
+def tune_process(*args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "nextclose", "tune", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_two_workers_share_the_default_storage(prepared):
+    workers = [tune_process("--n-trials", "3") for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert not any("database is locked" in out for out in outputs)
+    study = only_study(prepared)
+    numbers = [t.number for t in study.trials]
+    assert sorted(numbers) == list(range(6))  # all recorded, none twice
+    assert all(t.state.is_finished() for t in study.trials)
+
+
+def test_a_killed_worker_leaves_no_trial_running(prepared):
+    write_params(prepared, tiny_params(tune={"steps_min": 3000, "steps_max": 3000, "steps_step": 1}))
+    worker = tune_process("--n-trials", "1")
+    deadline = time.time() + 300
+    running = []
+    while time.time() < deadline and not running:
+        time.sleep(0.5)
+        if (prepared / "optuna-journal.log").exists() and os.path.getsize(prepared / "optuna-journal.log"):
+            study = only_study(prepared)
+            running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            running = [t for t in running if "nextclose:worker" in t.system_attrs]
+    assert running, "the worker never started a trial"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    assert only_study(prepared).trials[0].state == optuna.trial.TrialState.RUNNING
+
+    # The next run fails the dead worker's trial and carries on.
+    write_params(prepared, tiny_params(tune={"steps_min": 3000, "steps_max": 3000, "steps_step": 1}))
+    assert cli.main(["tune", "--n-trials", "1"]) == 0
+    study = only_study(prepared)
+    states = [t.state for t in study.trials]
+    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.COMPLETE]
+    assert study.trials[0].system_attrs["nextclose:failed"] == "worker died"
+
+
+def test_stale_heartbeat_from_another_host_is_failed():
+    study = optuna.create_study()
+    trial = study.ask()
+    study._storage.set_trial_system_attr(trial._trial_id, "nextclose:worker",
+                                         {"host": "elsewhere", "pid": 1, "started": 0.0})
+    study._storage.set_trial_system_attr(trial._trial_id, "nextclose:heartbeat", 1000.0)
+    assert studies.fail_stale_trials(study, now=1000.0 + 60) == []  # still fresh
+    assert studies.fail_stale_trials(study, now=1000.0 + studies.STALE_AFTER_SECONDS + 1) == [0]
+    assert study.trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_storage_location_and_password_masking(tmp_path, monkeypatch):
+    tune = parse_params(tiny_params()).tune
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    assert studies.storage_location(tune, tmp_path) == str(tmp_path / "optuna-journal.log")
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://tuner:s3cret@db.example:5432/optuna")
+    location = studies.storage_location(tune, tmp_path)
+    assert location.startswith("postgresql://")
+    assert studies.display_location(location) == "postgresql://tuner:***@db.example:5432/optuna"
+
+
+def test_apply_best_keeps_comments_and_layout(tmp_path):
+    original = (REPO / "params.yaml").read_text()
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text(original)
+    best = tmp_path / "best.yaml"
+    best.write_text(yaml.safe_dump({"study_name": "s", "best_value": 0.9, "model": {"hidden_units": 48},
+                                    "train": {"learning_rate": 0.0025, "steps": 1750}}))
+    assert cli.main(["apply-best", "--params", str(params_path), "--best", str(best)]) == 0
+    updated = params_path.read_text()
+    params = load_params(params_path)
+    assert (params.model.hidden_units, params.train.learning_rate, params.train.steps) == (48, 0.0025, 1750)
+    changed = [(a, b) for a, b in zip(original.splitlines(), updated.splitlines()) if a != b]
+    assert len(changed) == 3 and len(original.splitlines()) == len(updated.splitlines())
+    for before, after in changed:  # the value changed, the comment stayed
+        assert before.split("#", 1)[1] == after.split("#", 1)[1]
+
+
+def test_apply_best_without_a_best_trial_changes_nothing(tmp_path, capsys):
+    params_path = tmp_path / "params.yaml"
+    params_path.write_text((REPO / "params.yaml").read_text())
+    best = tmp_path / "best.yaml"
+    best.write_text("study_name: s\nbest_value: null\n")
+    assert cli.main(["apply-best", "--params", str(params_path), "--best", str(best)]) == 2
+    assert "holds no best trial" in capsys.readouterr().err
+    assert params_path.read_text() == (REPO / "params.yaml").read_text()
+    with pytest.raises(Exception, match="not found"):
+        apply_best.read_best(tmp_path / "missing.yaml")
