@@ -74,7 +74,10 @@ def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
     capsys.readouterr()
     assert cli.main(["tune", "--n-trials", "2"]) == 0
     assert f"adding trials to study {study.study_name}" in capsys.readouterr().out
-    assert len(only_study(prepared).trials) == 5
+    trials = only_study(prepared).trials
+    assert len(trials) == 5
+    # a rerun draws new values instead of repeating the first run's
+    assert trials[3].params != trials[0].params and trials[4].params != trials[1].params
 
 
 def test_changed_search_space_starts_a_new_study(prepared, capsys):
@@ -125,6 +128,7 @@ def tune_process(*args):
     )
 
 
+@pytest.mark.slow
 def test_two_workers_share_the_default_storage(prepared):
     workers = [tune_process("--n-trials", "3") for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
@@ -136,6 +140,7 @@ def test_two_workers_share_the_default_storage(prepared):
     assert all(t.state.is_finished() for t in study.trials)
 
 
+@pytest.mark.slow
 def test_a_killed_worker_leaves_no_trial_running(prepared):
     write_params(prepared, tiny_params(tune={"steps_min": 3000, "steps_max": 3000, "steps_step": 1}))
     worker = tune_process("--n-trials", "1")

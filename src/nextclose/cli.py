@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stage.main(params, args.n_trials)
         else:
             stage.main(params)
-    except (ParamsError, DataError, LookupError) as error:
+    except (ParamsError, DataError, registry.RegistryError) as error:
         print(f"nextclose {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

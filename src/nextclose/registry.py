@@ -10,6 +10,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+class RegistryError(LookupError):
+    """Nothing in the registry to choose from; the message says what to run first."""
+
+
 # Where each figure lives: the training run, or the evaluation of that training run.
 TRAIN_METRICS = ("best_val_loss",)
 EVALUATE_METRICS = ("rmse_ratio_persistence", "rmse", "mae", "mape", "mase")
@@ -57,12 +61,12 @@ def main(kind: str, metric: str, alias: str) -> None:
     name = registered_name(kind)
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
-        raise LookupError(f"no versions of registered model {name!r} in {tracking.tracking_uri()}; "
+        raise RegistryError(f"no versions of registered model {name!r} in {tracking.tracking_uri()}; "
                           f"run the train stage first")
     figures = {str(v.version): version_figure(client, v, metric) for v in versions}
     best = choose_champion(figures)
     if best is None:
-        raise LookupError(f"no version of {name!r} has {metric!r}"
+        raise RegistryError(f"no version of {name!r} has {metric!r}"
                           + ("; run the evaluate stage" if metric in EVALUATE_METRICS else ""))
     client.set_registered_model_alias(name, alias, best)
     client.set_model_version_tag(name, best, f"{alias}_{metric}", str(figures[best]))

@@ -84,10 +84,21 @@ def study_fingerprint(data_sha256: str, space: dict, fixed: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+def make_sampler(seed: int, trials_so_far: int) -> optuna.samplers.TPESampler:
+    """TPE seeded from ``tune.seed`` and the study's size when this worker starts.
+
+    The same seed alone would make every rerun (and every worker) draw the very
+    same first values again; offsetting it by the trials already in the study
+    keeps a fresh study's first run reproducible and a rerun new. Five random
+    trials before TPE models the results, as the default budget is small.
+    """
+    return optuna.samplers.TPESampler(seed=seed + trials_so_far, n_startup_trials=5)
+
+
 def make_pruner(kind: str, eval_every: int, max_steps: int) -> optuna.pruners.BasePruner:
     if kind == "median":
         # Let a few trials finish and each run a few evaluations before judging it.
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3 * eval_every)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3 * eval_every)
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=max_steps)
     return optuna.pruners.NopPruner()

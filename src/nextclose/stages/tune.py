@@ -66,12 +66,11 @@ def open_study(params: Params, location: str) -> tuple[optuna.Study, bool, list[
     storage = studies.open_storage(location)
     existing = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     others = [s for s in existing if s.startswith(f"{params.tune.study_name}-") and s != name]
-    sampler = optuna.samplers.TPESampler(seed=params.tune.seed)
     pruner = studies.make_pruner(params.tune.pruner, params.train.eval_every, params.tune.steps_max)
     study = optuna.create_study(
-        study_name=name, storage=storage, sampler=sampler, pruner=pruner,
-        direction="minimize", load_if_exists=True,
+        study_name=name, storage=storage, pruner=pruner, direction="minimize", load_if_exists=True,
     )
+    study.sampler = studies.make_sampler(params.tune.seed, len(study.get_trials(deepcopy=False)))
     if name not in existing:
         study.set_user_attr("search_space", space)
         study.set_user_attr("data_sha256", summary["source_sha256"])

@@ -1,0 +1,244 @@
+"""End to end with the real tools: dvc repro / status / exp run, a real MLflow server,
+and reproducing a result from a commit. Each test works in a temporary copy of the repo."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_params
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def tool_env() -> dict:
+    """The environment of a user's shell: the venv's tools first, default stores."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    for name in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "DVC_ROOT", "DVC_EXP_NAME",
+                 "NEXTCLOSE_EXECUTION_ID"):
+        env.pop(name, None)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return env
+
+
+def run(args, cwd, timeout=900) -> str:
+    done = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    return done.stdout + done.stderr
+
+
+def pipeline_params(**overrides) -> dict:
+    """Tiny, but every stage for real: ARIMA on, two tuning trials."""
+    defaults = {"evaluate": {"arima": True}, "tune": {"n_trials": 2}}
+    for section, values in overrides.items():
+        defaults[section] = {**defaults.get(section, {}), **values}
+    return tiny_params(**defaults)
+
+
+def set_params(repo: Path, params: dict) -> None:
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def copy_repo(destination: Path) -> Path:
+    """The project's tracked and new files (not its stores or outputs), as a fresh git repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    for name in listed:
+        source = REPO / name
+        if source.is_file() and not name.startswith(("bench/", "reports/")):
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    (destination / "dvc.lock").unlink(missing_ok=True)
+    run(["git", "init", "-q", "-b", "main"], destination)
+    run(["git", "config", "user.email", "ci@nextclose.invalid"], destination)
+    run(["git", "config", "user.name", "nextclose tests"], destination)
+    set_params(destination, pipeline_params())
+    commit(destination, "tiny pipeline")
+    return destination
+
+
+def commit(repo: Path, message: str) -> str:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-q", "-m", message], repo)
+    return run(["git", "rev-parse", "HEAD"], repo).strip()
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
+
+
+def mlflow_runs(repo: Path) -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(experiments, max_results=1000)
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One real `dvc repro` of the whole pipeline in a copy of the repo."""
+    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    output = run(["dvc", "repro"], repo)
+    return repo, output
+
+
+def test_repro_runs_every_stage_then_nothing_then_only_what_a_param_touches(pipeline):
+    repo, output = pipeline
+    assert stages_run(output) == {"prepare", "train", "evaluate", "tune"}
+    for path in ("reports/metrics.json", "reports/predictions.csv", "reports/train_history.csv",
+                 "reports/best_params.yaml", "reports/tune.json", "models/model.keras", "dvc.lock"):
+        assert (repo / path).exists(), path
+    assert (repo / "mlflow.db").exists() and (repo / "optuna-journal.log").exists()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+    metrics = run(["dvc", "metrics", "show", "--json"], repo)
+    assert "rmse_ratio_persistence" in metrics and "persistence" in metrics
+    assert "predictions.csv" in run(["dvc", "plots", "show", "--json"], repo)
+
+    # train.learning_rate is read by train only: train and evaluate rerun, prepare and tune don't.
+    set_params(repo, pipeline_params(train={"learning_rate": 0.005}))
+    output = run(["dvc", "repro"], repo)
+    assert stages_run(output) == {"train", "evaluate"}
+    assert "Stage 'prepare' didn't change, skipping" in output
+    # evaluate.arima is read by evaluate only.
+    set_params(repo, pipeline_params(train={"learning_rate": 0.005}, evaluate={"arima": False}))
+    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate"}
+    set_params(repo, pipeline_params())
+    run(["dvc", "repro"], repo)
+
+
+def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):
+    repo, _ = pipeline
+    head = run(["git", "rev-parse", "HEAD"], repo).strip()
+    runs = [r for r in mlflow_runs(repo) if r.data.tags.get("git_commit") == head]
+    first = {}
+    for stage in ("prepare", "train", "evaluate", "tune"):
+        stage_runs = sorted((r for r in runs if r.data.tags["stage"] == stage
+                             and "mlflow.parentRunId" not in r.data.tags),
+                            key=lambda r: r.info.start_time)
+        first[stage] = stage_runs[0]
+    executions = {r.data.tags["pipeline_execution"] for r in first.values()}
+    assert len(executions) == 1
+    assert all(r.data.tags["git_dirty"] in ("true", "false") for r in first.values())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def api(base: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def test_a_real_mlflow_server_serves_one_executions_runs(pipeline):
+    repo, _ = pipeline
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=repo, env=tool_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(1)
+        experiments = api(base, "experiments/search", {"max_results": 100})["experiments"]
+        ids = [e["experiment_id"] for e in experiments if e["name"].startswith("nextclose-")]
+        train = json.loads((repo / "models/train.json").read_text())
+        execution = next(r for r in mlflow_runs(repo) if r.info.run_id == train["run_id"]).data.tags[
+            "pipeline_execution"]
+        found = api(base, "runs/search", {
+            "experiment_ids": ids, "max_results": 100,
+            "filter": f"tags.pipeline_execution = '{execution}'",
+        })["runs"]
+        by_stage = {}
+        for found_run in found:
+            tags = {t["key"]: t["value"] for t in found_run["data"].get("tags", [])}
+            if "mlflow.parentRunId" not in tags:
+                by_stage[tags["stage"]] = found_run
+        assert {"train", "evaluate"} <= set(by_stage)
+        train_run = by_stage["train"]
+        params = {p["key"]: p["value"] for p in train_run["data"]["params"]}
+        assert params["model.hidden_units"] == "4"
+        assert {m["key"] for m in train_run["data"]["metrics"]} >= {"loss", "val_loss", "best_val_loss"}
+        evaluate_metrics = {m["key"] for m in by_stage["evaluate"]["data"]["metrics"]}
+        assert {"rmse", "persistence_rmse", "arima_rmse", "rmse_ratio_persistence"} <= evaluate_metrics
+        models = api(base, "logged-models/search", {"experiment_ids": ids, "max_results": 50})["models"]
+        model_ids = {m["info"]["model_id"] for m in models}
+        assert train["model_id"] in model_ids
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_exp_run_temp_and_queue_land_in_the_workspace_stores(pipeline):
+    repo, _ = pipeline
+    run(["dvc", "exp", "run", "--temp", "-S", "model.hidden_units=3", "-n", "temp-h3"], repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "model.hidden_units=5", "-n", "queued-h5"], repo)
+    run(["dvc", "queue", "start", "--jobs", "1"], repo)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        status = run(["dvc", "queue", "status"], repo)
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(5)
+    assert "Failed" not in status, status
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo))
+    text = json.dumps(shown)
+    assert "temp-h3" in text and "queued-h5" in text
+    runs = mlflow_runs(repo)
+    by_experiment = {r.data.tags.get("dvc_experiment") for r in runs}
+    assert {"temp-h3", "queued-h5"} <= by_experiment
+    trained = {r.data.params.get("model.hidden_units") for r in runs if r.data.tags["stage"] == "train"}
+    assert {"3", "5"} <= trained
+    assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))  # nothing left in the copies
+
+
+def test_a_commit_reproduces_its_metrics_bit_for_bit(tmp_path):
+    repo = copy_repo(tmp_path)
+    set_params(repo, pipeline_params(tune={"n_trials": 1}))
+    run(["dvc", "repro"], repo)
+    commit(repo, "result A")
+    committed = (repo / "reports/metrics.json").read_bytes()
+    committed_history = (repo / "reports/train_history.csv").read_bytes()
+
+    set_params(repo, pipeline_params(tune={"n_trials": 1}, model={"hidden_units": 6}))
+    run(["dvc", "repro"], repo)
+    assert (repo / "reports/metrics.json").read_bytes() != committed
+    commit(repo, "result B")
+
+    run(["git", "checkout", "-q", "HEAD~1"], repo)
+    run(["dvc", "repro", "--force", "train", "evaluate"], repo)
+    assert (repo / "reports/metrics.json").read_bytes() == committed
+    assert (repo / "reports/train_history.csv").read_bytes() == committed_history
+    assert "up to date" in run(["dvc", "status"], repo)
