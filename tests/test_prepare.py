@@ -153,7 +153,7 @@ def test_bad_input_leaves_previous_outputs_untouched(workspace, capsys):
     day = broken.loc[150, "date"].strftime("%Y-%m-%d")
     assert f"walk.csv: {day}: high" in message
     assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
-    assert [p.name for p in workspace.joinpath("data").iterdir()] == ["prepared"]  # no temp left
+    assert sorted(p.name for p in workspace.joinpath("data").iterdir()) == ["prepared", "raw"]  # no temp left
 
 
 def test_bad_input_on_first_run_creates_nothing(workspace, capsys):
@@ -169,3 +169,78 @@ def test_msft_default_range(workspace):
     assert summary["source"] == "pmdarima.datasets.load_msft"
     assert summary["first_date"] == "2016-01-04"
     assert summary["last_date"] == "2017-06-30"
+
+
+def test_local_sources_keep_their_raw_bars(workspace):
+    assert run_prepare(workspace) == 0
+    raw = json.loads((workspace / "data/raw/raw.json").read_text())
+    assert raw["source"] == "msft" and raw["first_date"] == "1986-03-13"
+    from nextclose.bars import bars_hash, read_csv_bars
+
+    assert bars_hash(read_csv_bars(workspace / "data/raw/bars.csv")) == raw["bars_sha256"]
+
+
+def network_bars(n=260):
+    """An akshare-shaped answer (stock_zh_index_daily: date objects, int volume) of a walk."""
+    walk = random_walk_bars(n, start="2017-06-01")
+    frame = walk.assign(date=walk["date"].dt.date, volume=walk["volume"].astype("int64"))
+    return frame[["date", "open", "high", "low", "close", "volume"]]
+
+
+def test_network_source_is_fetched_once_then_reused_from_data_raw(workspace, monkeypatch, capsys):
+    from nextclose import sources
+
+    calls = []
+
+    def fake_akshare(code, start, end):
+        calls.append((code, start, end))
+        return network_bars()
+
+    monkeypatch.setitem(sources.CALLS, "akshare", fake_akshare)
+    params = {"data": {"source": "akshare", "symbol": "000300", "start": "2018-01-01", "end": "2018-06-29"}}
+    assert run_prepare(workspace, **params) == 0
+    assert calls == [("sh000300", pd.Timestamp("2018-01-01").date(), pd.Timestamp("2018-06-29").date())]
+    raw = json.loads((workspace / "data/raw/raw.json").read_text())
+    assert (raw["source"], raw["library_symbol"], raw["start"]) == ("akshare", "sh000300", "2018-01-01")
+    assert raw["fetched_at"] and raw["first_date"] == "2018-01-01"
+    assert "fetched akshare 000300 bars" in capsys.readouterr().out
+
+    assert run_prepare(workspace, **params) == 0  # same params: no second fetch
+    assert len(calls) == 1
+    assert "reused akshare 000300 bars" in capsys.readouterr().out
+    summary = json.loads((workspace / "data/prepared/prepared.json").read_text())
+    assert summary["source_sha256"] == raw["bars_sha256"]
+
+    params["data"]["end"] = "2018-07-31"  # a new range: fetched again
+    assert run_prepare(workspace, **params) == 0
+    assert len(calls) == 2
+
+
+def test_failed_fetch_leaves_previous_raw_data_intact(workspace, monkeypatch, capsys):
+    from nextclose import sources
+
+    monkeypatch.setitem(sources.CALLS, "baostock", lambda code, start, end: network_bars())
+    params = {"data": {"source": "baostock", "symbol": "sh.000300", "start": "2018-01-01", "end": "2018-06-29"}}
+    assert run_prepare(workspace, **params) == 0
+    before = {p.name: p.read_bytes() for p in (workspace / "data/raw").iterdir()}
+
+    monkeypatch.setitem(sources.CALLS, "baostock", lambda code, start, end: network_bars().iloc[:0])
+    params["data"]["start"] = "2019-01-01"
+    params["data"]["end"] = "2019-06-28"
+    assert run_prepare(workspace, **params) == 2
+    message = capsys.readouterr().err
+    assert "baostock" in message and "2019-01-01" in message
+    assert {p.name: p.read_bytes() for p in (workspace / "data/raw").iterdir()} == before
+
+
+def test_symbol_is_checked_with_the_params(tmp_path):
+    from nextclose.params import ParamsError, load_params
+
+    path = write_params(tmp_path, tiny_params(data={"source": "akshare", "symbol": "600519"}))
+    with pytest.raises(ParamsError, match="data.symbol"):
+        load_params(path)
+    path.write_text(path.read_text().replace("symbol: '600519'", "symbol: 000300"))  # octal 192
+    with pytest.raises(ParamsError, match="quote it"):
+        load_params(path)
+    path.write_text(path.read_text().replace("symbol: 000300", "symbol: 399001"))
+    assert load_params(path).data.symbol == "399001"

@@ -210,3 +210,26 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, kind):
 def test_chunks_end_on_every_boundary():
     assert training._chunks(10, 4, 3, 4) == [3, 1, 3, 1, 2]
     assert sum(training._chunks(1000, 50, 50, 1)) == 1000
+
+
+def test_a_diverging_lstm_stops_with_a_clear_error():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny(train={"learning_rate": 1e36, "steps": 40})
+    with pytest.raises(training.TrainingDiverged, match="lower train.learning_rate"):
+        training.train_lstm(parts["train"], parts["validation"], normalisation,
+                            params.model, params.train, seed=0)
+
+
+def test_the_tutorials_network_can_overflow_and_says_so():
+    """MSFT's 2017 bars with base.seed 42: the replica's gradients through the 216-day
+    recurrence overflow within ten updates, as the tutorial's TF1 code does for some starts."""
+    import datetime as dt
+
+    from nextclose.bars import load_msft, select_dates
+
+    year = select_dates(load_msft(), dt.date(2017, 1, 1), None, "msft")
+    x, y = features.seed_sequence(year)
+    params = tiny(model={"kind": "seed", "hidden_units": 128},
+                  train={"learning_rate": 0.1, "steps": 40, "eval_every": 10})
+    with pytest.raises(training.TrainingDiverged, match="try another base.seed"):
+        training.train_seed(x, y, params.model, params.train, seed=42)

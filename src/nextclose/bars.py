@@ -16,6 +16,8 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 
+from nextclose.errors import UserError
+
 PRICE_COLUMNS = ("open", "high", "low", "close")
 FIELDS = ("date",) + PRICE_COLUMNS + ("volume",)
 
@@ -32,7 +34,7 @@ HEADER_ALIASES = {
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Input data that cannot be used; the message names the source, the row and the rule."""
 
 

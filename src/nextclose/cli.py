@@ -9,7 +9,7 @@ import sys
 from typing import Optional, Sequence
 
 from nextclose import registry
-from nextclose.bars import DataError
+from nextclose.errors import UserError
 from nextclose.params import ParamsError, load_params
 
 STAGES = {
@@ -76,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             stage.main(params, args.n_trials)
         else:
             stage.main(params)
-    except (ParamsError, DataError, registry.RegistryError) as error:
+    except UserError as error:
         print(f"nextclose {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -17,8 +17,10 @@ from typing import Literal, Optional
 
 import yaml
 
+from nextclose.errors import UserError
 
-class ParamsError(ValueError):
+
+class ParamsError(UserError, ValueError):
     """A params file that cannot be used; the message names the file and the key."""
 
 
@@ -29,8 +31,9 @@ class BaseParams:
 
 @dataclasses.dataclass(frozen=True)
 class DataParams:
-    source: Literal["msft", "csv"]
+    source: Literal["msft", "csv", "jqdata", "akshare", "baostock"]
     path: Optional[str]
+    symbol: str
     start: Optional[str]
     end: Optional[str]
     columns: Optional[dict[str, str]]
@@ -201,6 +204,21 @@ def _resolve_kind_defaults(sections: dict[str, dict], file: str) -> None:
             sections[section][key] = defaults[key]
 
 
+def _resolve_symbol(sections: dict[str, dict], file: str) -> None:
+    """Accept an unquoted six-digit code such as 399001, which YAML reads as a number.
+
+    An unquoted 000300 is another matter: YAML reads it as the octal number 192.
+    """
+    symbol = sections["data"].get("symbol")
+    if isinstance(symbol, int) and not isinstance(symbol, bool):
+        if not 100000 <= symbol <= 999999:
+            raise ParamsError(
+                f"{file}: data.symbol: {symbol} is not a six-digit index code; quote it, "
+                f'e.g. "000300" (YAML reads an unquoted 000300 as the octal number 192)'
+            )
+        sections["data"]["symbol"] = str(symbol)
+
+
 def _check_ranges(params: Params, file: str) -> None:
     def fail(key: str, rule: str) -> None:
         raise ParamsError(f"{file}: {key}: {rule}")
@@ -216,6 +234,13 @@ def _check_ranges(params: Params, file: str) -> None:
         fail("data.end", f"{params.data.end} is before data.start {params.data.start}")
     if params.data.source == "csv" and not params.data.path:
         fail("data.path", "required when data.source is csv")
+    if params.data.source in ("jqdata", "akshare", "baostock"):
+        from nextclose import sources
+
+        try:
+            sources.parse_symbol(params.data.symbol)
+        except sources.SourceError as error:
+            fail("data.symbol", str(error))
     if params.data.columns is not None:
         allowed = {"date", "open", "high", "low", "close", "volume"}
         bad = sorted(set(params.data.columns) - allowed)
@@ -294,6 +319,7 @@ def parse_params(raw: object, file: str = "params.yaml") -> Params:
             raise ParamsError(f"{file}: {name}: expected a mapping, got {raw[name]!r}")
         sections[name] = dict(raw[name])
     _resolve_kind_defaults(sections, file)
+    _resolve_symbol(sections, file)
     hints = typing.get_type_hints(Params)
     try:
         built = {name: _build_section(hints[name], sections[name], name) for name in names}

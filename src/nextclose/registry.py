@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-class RegistryError(LookupError):
+from nextclose.errors import UserError
+
+class RegistryError(UserError, LookupError):
     """Nothing in the registry to choose from; the message says what to run first."""
 
 

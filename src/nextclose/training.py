@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from nextclose import model as models
+from nextclose.errors import UserError
 from nextclose.features import Normalisation, Windows
 from nextclose.params import ModelParams, TrainParams
 
@@ -40,6 +41,10 @@ class TrainResult:
     stopped_early: bool
     trained_inputs: Optional[np.ndarray] = None  # seed only: x after training (the tutorial trains it)
     trained_targets: Optional[np.ndarray] = None  # seed only: y after training
+
+
+class TrainingDiverged(UserError, ValueError):
+    """The loss became NaN or infinite; the message says what to change."""
 
 
 # Called after each evaluation; raising (e.g. optuna.TrialPruned) stops training.
@@ -145,6 +150,10 @@ def train_lstm(
                         train_params.eval_every):
         mean_loss = float(run_steps(schedule[done : done + size]))
         done += size
+        if not np.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"the training loss became {mean_loss} by step {done}: lower train.learning_rate"
+            )
         loss_sum, loss_steps = loss_sum + mean_loss * size, loss_steps + size
         if done % train_params.eval_every and done != train_params.steps:
             continue
@@ -218,6 +227,14 @@ def train_seed(
         if (done - 1) % train_params.eval_every and done != train_params.steps:
             continue
         cost, last = cost_and_last_prediction()
+        if not np.isfinite(float(cost)):
+            # Gradients through the year-long recurrence can overflow float32; the tutorial's
+            # TF1 code does the same for some initialisations (see bench/).
+            raise TrainingDiverged(
+                f"the seed network's cost became {float(cost)} by update {done - 1}: its gradients "
+                f"through the {n_step}-step recurrence overflowed, as the tutorial's own code does "
+                f"for some starting weights; try another base.seed or a lower train.learning_rate"
+            )
         evaluation = Evaluation(done - 1, float(cost), None, float(last))
         history.append(evaluation)
         if on_evaluation is not None:

@@ -1,6 +1,8 @@
 """Stage 1: read the bars, check them, split them by time, build the model inputs.
 
-Writes ``data/prepared/`` (one directory, replaced in one rename):
+Writes ``data/raw/`` (the bars as the source gave them, and ``raw.json``: source,
+symbol, fetch time, hash; a network source is fetched only when these change) and
+``data/prepared/`` (each directory replaced in one rename, after every check passed):
 ``bars.csv`` (the checked bars of the date range, with their split),
 ``windows.npz`` (the default model's samples per split),
 ``seed.npz`` (the tutorial's x and y) and ``prepared.json`` (split dates,
@@ -13,6 +15,7 @@ import dataclasses
 import json
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -21,6 +24,7 @@ from nextclose import atomic, bars, features
 from nextclose.params import DataParams, Params
 
 PREPARED_DIR = Path("data/prepared")
+RAW_DIR = Path("data/raw")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,14 +57,61 @@ class Prepared:
         }
 
 
-def load_source(data: DataParams) -> tuple[pd.DataFrame, str]:
-    """The unvalidated bars of ``data.source`` and a name for them in messages."""
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """The bars as the source gave them, what to call them, and where they came from."""
+
+    table: pd.DataFrame
+    name: str  # for messages and MLflow
+    metadata: dict[str, object]  # data/raw/raw.json
+    reused: bool = False  # network sources: read back from data/raw instead of fetched
+
+
+def load_source(data: DataParams, raw_dir: Path = RAW_DIR) -> Source:
+    """The unvalidated bars of ``data.source``.
+
+    A network source is fetched only when ``data/raw`` does not already hold the
+    same source, symbol and dates: ``dvc repro`` with unchanged params reuses it.
+    """
     if data.source == "msft":
-        return bars.load_msft(), "pmdarima.datasets.load_msft"
+        table = bars.load_msft()
+        return Source(table, "pmdarima.datasets.load_msft", local_metadata("msft", None, table))
     if data.source == "csv":
         assert data.path is not None  # the params check guarantees it
-        return bars.read_csv_bars(data.path, data.columns), data.path
-    raise ValueError(f"data.source: unsupported source {data.source!r}")
+        table = bars.read_csv_bars(data.path, data.columns)
+        return Source(table, data.path, local_metadata("csv", data.path, table))
+    from nextclose import sources
+
+    meta_file = raw_dir / "raw.json"
+    if meta_file.exists():
+        metadata = json.loads(meta_file.read_text())
+        if sources.is_reusable(metadata, data.source, data.symbol, data.start_date, data.end_date):
+            table = bars.read_csv_bars(raw_dir / "bars.csv")
+            if bars.bars_hash(table) == metadata.get("bars_sha256"):
+                return Source(table, f"{raw_dir / 'bars.csv'} ({data.source})", metadata, reused=True)
+    table = sources.fetch(data.source, data.symbol, data.start_date, data.end_date)
+    metadata = sources.raw_metadata(data.source, data.symbol, data.start_date, data.end_date, table)
+    return Source(table, f"{data.source}:{metadata['library_symbol']}", metadata)
+
+
+def local_metadata(source: str, path: Optional[str], table: pd.DataFrame) -> dict[str, object]:
+    return {
+        "source": source,
+        "path": path,
+        "rows": int(len(table)),
+        "first_date": table["date"].iloc[0].strftime("%Y-%m-%d") if len(table) else None,
+        "last_date": table["date"].iloc[-1].strftime("%Y-%m-%d") if len(table) else None,
+        "bars_sha256": bars.bars_hash(table),
+    }
+
+
+def write_raw(source: Source, directory: Path = RAW_DIR) -> None:
+    """Keep the source's bars as read, so a commit pins exactly the data it used."""
+    if source.reused:
+        return
+    with atomic.new_directory(directory) as staging:
+        source.table.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+        (staging / "raw.json").write_text(json.dumps(source.metadata, indent=2) + "\n")
 
 
 def prepare(table: pd.DataFrame, source: str, params: Params) -> Prepared:
@@ -137,10 +188,17 @@ def main(params: Params) -> None:
 
     from nextclose import tracking
 
-    table, source = load_source(params.data)
-    prepared = prepare(table, source, params)
+    loaded = load_source(params.data)
+    source = loaded.name
+    prepared = prepare(loaded.table, source, params)
+    # Only now, with every check passed, is anything replaced.
+    write_raw(loaded)
     write_prepared(prepared, PREPARED_DIR)
     summary = prepared.summary()
+    if params.data.source not in ("msft", "csv"):
+        how = "reused" if loaded.reused else "fetched"
+        print(f"{how} {params.data.source} {params.data.symbol} bars "
+              f"(fetched at {loaded.metadata['fetched_at']}; data/raw/raw.json)")
     print(
         f"prepared {summary['rows']} rows of {source} from {summary['first_date']} "
         f"to {summary['last_date']}: "
@@ -169,3 +227,7 @@ def main(params: Params) -> None:
         mlflow.log_input(dataset, context="prepare")
         mlflow.log_dict(summary["normalisation"], "normalisation.json")
         mlflow.log_dict(summary, "prepared.json")
+        mlflow.log_dict(loaded.metadata, "raw.json")
+        if "fetched_at" in loaded.metadata:
+            mlflow.set_tags({"symbol": params.data.symbol, "fetched_at": loaded.metadata["fetched_at"],
+                             "raw_reused": str(loaded.reused).lower()})

@@ -207,6 +207,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, object]:
         study.optimize(
             make_objective(params, study), n_trials=trials, timeout=params.tune.timeout,
             callbacks=[report], gc_after_trial=True,
+            catch=(training.TrainingDiverged,),  # a diverged trial is FAIL; the search goes on
         )
         counts = trial_counts(study)
         best = best_values(study)
