@@ -77,6 +77,24 @@ def test_seed_train_stage(workspace, capsys):
         (workspace / "models/train.json").read_text())["model_uri"]).predict(seed["x"][None])
     assert np.asarray(predictions).shape == (1, len(seed["y"]))
 
+    # The logged model loads in a process that never imports nextclose.
+    import os
+    import subprocess
+    import sys
+
+    model_uri = json.loads((workspace / "models/train.json").read_text())["model_uri"]
+    np.save(workspace / "x.npy", seed["x"][None])
+    script = (
+        "import sys, mlflow, numpy as np; "
+        f"out = mlflow.pyfunc.load_model({model_uri!r}).predict(np.load('x.npy')); "
+        "assert not any(m.startswith('nextclose') for m in sys.modules), 'nextclose imported'; "
+        "print(np.asarray(out).shape)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=workspace, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith(f"(1, {len(seed['y'])})")
+
 
 def test_train_failure_keeps_previous_model(workspace, monkeypatch):
     assert cli.main(["prepare"]) == 0

@@ -214,3 +214,81 @@ def test_apply_best_without_a_best_trial_changes_nothing(tmp_path, capsys):
     assert params_path.read_text() == (REPO / "params.yaml").read_text()
     with pytest.raises(Exception, match="not found"):
         apply_best.read_best(tmp_path / "missing.yaml")
+
+
+@pytest.mark.slow
+def test_optuna_cli_and_dashboard_read_the_default_storage(prepared):
+    import socket
+    import urllib.request
+
+    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    study = only_study(prepared)
+    bin_dir = os.path.dirname(sys.executable)
+    storage = "optuna-journal.log"  # as the README writes it, relative to the repository root
+    best = subprocess.run(
+        [os.path.join(bin_dir, "optuna"), "best-trial", "--study-name", study.study_name,
+         "--storage", storage, "-f", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert json.loads(best.stdout)["number"] == study.best_trial.number
+    trials = subprocess.run(
+        [os.path.join(bin_dir, "optuna"), "trials", "--study-name", study.study_name,
+         "--storage", storage, "-f", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert len(json.loads(trials.stdout)) == 2
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dashboard = subprocess.Popen(
+        [os.path.join(bin_dir, "optuna-dashboard"), storage, "--port", str(port), "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as answer:
+                    listed = json.loads(answer.read())
+                break
+            except OSError:
+                if time.time() > deadline or dashboard.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        assert [s["study_name"] for s in listed["study_summaries"]] == [study.study_name]
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+
+
+POSTGRES = os.environ.get("NEXTCLOSE_TEST_POSTGRES")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="no server: export NEXTCLOSE_TEST_POSTGRES=$(bash .ci/postgres)")
+def test_workers_share_a_study_in_a_postgresql_server(prepared, monkeypatch):
+    """Workers on several machines share a server database; here two processes and a real server."""
+    import uuid
+
+    name = f"pg-{uuid.uuid4().hex[:8]}"  # the server outlives the test: a study of its own
+    write_params(prepared, tiny_params(tune={"study_name": name}))
+    monkeypatch.setenv("OPTUNA_STORAGE", POSTGRES)
+    workers = [tune_process("--n-trials", "2") for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    storage = optuna.storages.RDBStorage(POSTGRES)
+    (study_name,) = [s.study_name for s in optuna.get_all_study_summaries(storage, False)
+                     if s.study_name.startswith(name)]
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert all(t.state.is_finished() for t in study.trials)
+    assert not (prepared / "optuna-journal.log").exists()
+    report = json.loads((prepared / "reports/tune.json").read_text())
+    assert report["storage"] == POSTGRES and report["study_name"] == study_name
+    best = subprocess.run(
+        [os.path.join(os.path.dirname(sys.executable), "optuna"), "best-trial",
+         "--study-name", study_name, "--storage", POSTGRES, "-f", "json"],
+        capture_output=True, text=True, check=True, timeout=120,
+    )
+    assert json.loads(best.stdout)["number"] == study.best_trial.number

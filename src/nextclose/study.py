@@ -47,9 +47,24 @@ def open_storage(location: str) -> optuna.storages.BaseStorage:
     if location.startswith("redis://") or location.startswith("rediss://"):
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(location))
     if "://" in location:
-        return optuna.storages.RDBStorage(location)
+        return _open_rdb(location)
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(location))
+
+
+def _open_rdb(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
+    """An RDB storage; workers that start together on an empty database race to create
+    its tables, and the loser sees "already exists": it only has to try again."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
 
 
 def display_location(location: str) -> str:

@@ -135,8 +135,15 @@ class _KerasFlavour:
         return mlflow.keras.save_model(path=path, **kwargs)
 
 
-def log_keras_model(model, input_example, name: str = "model", registered_model_name: Optional[str] = None):
-    """Log a Keras model as an MLflow LoggedModel (Keras flavour, signature, input example)."""
+def log_keras_model(
+    model, input_example, name: str = "model", registered_model_name: Optional[str] = None,
+    exported: bool = False,
+):
+    """Log a Keras model as an MLflow LoggedModel (Keras flavour, signature, input example).
+
+    ``exported`` stores the model as a compiled TensorFlow graph instead of a ``.keras``
+    file, for networks with custom classes: it then loads where nextclose is not installed.
+    """
     import keras
     import numpy as np
     from mlflow.models import Model, infer_signature
@@ -152,4 +159,5 @@ def log_keras_model(model, input_example, name: str = "model", registered_model_
         signature=infer_signature(input_example, output),
         input_example=input_example,
         registered_model_name=registered_model_name,
+        save_exported_model=exported,
     )

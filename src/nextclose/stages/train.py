@@ -139,7 +139,8 @@ def main(params: Params) -> None:
             })
             input_example = load_windows()["validation"].inputs[:5]
         logged = tracking.log_keras_model(
-            result.model, input_example, registered_model_name=registry.registered_name(params.model.kind)
+            result.model, input_example, registered_model_name=registry.registered_name(params.model.kind),
+            exported=seed_kind,  # SeedNetwork is a custom class; its graph loads without nextclose
         )
         summary["model_uri"] = logged.model_uri
         summary["model_id"] = logged.model_id
