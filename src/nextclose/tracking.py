@@ -52,18 +52,17 @@ def _dvc_process_id() -> Optional[str]:
     """Identify the ``dvc`` process that runs this stage: every stage it runs shares it."""
     if not os.environ.get("DVC_ROOT"):
         return None
-    try:
-        import psutil
-    except ImportError:
-        return None
+    import psutil
+
     process = psutil.Process().parent()
     while process is not None:
         try:
-            command = " ".join(process.cmdline())
-            if "dvc" in Path(process.cmdline()[0]).name or " -m dvc" in command or "/dvc " in command:
+            command = process.cmdline()
+            # `dvc ...`, `python /path/to/dvc ...` or `python -m dvc ...`
+            if any(Path(arg).name == "dvc" for arg in command[:2]) or command[1:3] == ["-m", "dvc"]:
                 return f"{process.pid}-{process.create_time()}"
             process = process.parent()
-        except (psutil.Error, IndexError):
+        except psutil.Error:
             return None
     return None
 

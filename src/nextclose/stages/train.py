@@ -93,6 +93,11 @@ def run_training(params: Params, on_evaluation: Optional[training.OnEvaluation] 
     )
 
 
+def lstm_input_example() -> np.ndarray:
+    """A few prepared validation windows: the input example of a logged lstm model."""
+    return load_windows()["validation"].inputs[:5]
+
+
 def main(params: Params) -> None:
     import mlflow
 
@@ -137,7 +142,7 @@ def main(params: Params) -> None:
                 "final_loss": final.loss, "final_val_loss": final.val_loss,
                 "steps_run": result.steps_run,
             })
-            input_example = load_windows()["validation"].inputs[:5]
+            input_example = lstm_input_example()
         logged = tracking.log_keras_model(
             result.model, input_example, registered_model_name=registry.registered_name(params.model.kind),
             exported=seed_kind,  # SeedNetwork is a custom class; its graph loads without nextclose

@@ -25,7 +25,7 @@ import yaml
 from nextclose import atomic, study as studies, tracking, training
 from nextclose.params import Params
 from nextclose.stages.prepare import PREPARED_DIR
-from nextclose.stages.train import run_training
+from nextclose.stages.train import lstm_input_example, run_training
 
 BEST_PARAMS_FILE = Path("reports/best_params.yaml")
 TUNE_REPORT_FILE = Path("reports/tune.json")
@@ -218,9 +218,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, object]:
             mlflow.set_tag("best_trial", str(best["trial"]))
             # Training is deterministic, so retraining the best values gives the best trial's model.
             best_model = run_training(with_trial_values(params, best["params"])).model
-            from nextclose.stages.prepare import load_windows
-
-            tracking.log_keras_model(best_model, load_windows()["validation"].inputs[:5], name="best_model")
+            tracking.log_keras_model(best_model, lstm_input_example(), name="best_model")
         log_study_figures(study)
 
         report_json = {
