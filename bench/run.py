@@ -3,7 +3,7 @@
     make bench          # installs bench/requirements.txt (tf-keras), then runs this
     python bench/run.py [--rounds 3] [--output bench/results.json]
 
-1. Seed replica vs the tutorial's TF1 graph code (bench/tf1_tutorial.py, run in a
+1. Tutorial replica vs the tutorial's TF1 graph code (bench/tf1_tutorial.py, run in a
    subprocess with TF_USE_LEGACY_KERAS=1) on the same 242x4 input: optimizer
    steps per second, and the ratio (target: replica >= 3x).
 2. Default model: ``nextclose.training.train_lstm`` vs a plain
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-N_SEED = 242  # the tutorial's 243 trading days give 242 (x, y) pairs
+N_PAIRS = 242  # the tutorial's 243 trading days give 242 (x, y) pairs
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.pop("TF_USE_LEGACY_KERAS", None)  # Keras 3 here; only the TF1 subprocess wants tf-keras
@@ -96,7 +96,7 @@ def make_workspace() -> Path:
     work = Path(tempfile.mkdtemp(prefix="nextclose-bench-"))
     shutil.copy2(ROOT / "params.yaml", work / "params.yaml")
     prepared = ROOT / "data" / "prepared"
-    if (prepared / "seed.npz").exists() and (prepared / "windows.npz").exists():
+    if (prepared / "tutorial.npz").exists() and (prepared / "windows.npz").exists():
         shutil.copytree(prepared, work / "data" / "prepared")
     else:
         print("data/prepared is missing: running `nextclose prepare` in the temp copy", flush=True)
@@ -107,19 +107,19 @@ def make_workspace() -> Path:
     return work
 
 
-def seed_input(work: Path) -> dict[str, object]:
-    """The last 242 (x, y) pairs of the prepared seed data, saved for the TF1 subprocess."""
-    with np.load(work / "data" / "prepared" / "seed.npz") as seed:
-        x, y, dates = seed["x"][-N_SEED:], seed["y"][-N_SEED:], seed["target_dates"][-N_SEED:]
-    if len(y) != N_SEED:
-        raise SystemExit(f"bench: data/prepared/seed.npz has only {len(y)} pairs, need {N_SEED}")
+def tutorial_input(work: Path) -> dict[str, object]:
+    """The last 242 (x, y) pairs of the prepared tutorial data, saved for the TF1 subprocess."""
+    with np.load(work / "data" / "prepared" / "tutorial.npz") as sequence:
+        x, y, dates = sequence["x"][-N_PAIRS:], sequence["y"][-N_PAIRS:], sequence["target_dates"][-N_PAIRS:]
+    if len(y) != N_PAIRS:
+        raise SystemExit(f"bench: data/prepared/tutorial.npz has only {len(y)} pairs, need {N_PAIRS}")
     path = work / "seed242.npz"
     np.savez(path, x=x, y=y)
     return {"x": x, "y": y, "path": path,
             "first_target": str(dates[0]), "last_target": str(dates[-1])}
 
 
-# --- 1. seed replica vs the tutorial's TF1 code ---------------------------------------------
+# --- 1. tutorial replica vs the tutorial's TF1 code ---------------------------------------------
 
 
 def tf1_steps_per_second(npz: Path, steps: int, warmup: int) -> dict[str, object]:
@@ -137,20 +137,20 @@ def tf1_steps_per_second(npz: Path, steps: int, warmup: int) -> dict[str, object
 
 def replica_steps_per_second(x, y, params, steps_per_call: int, eval_every: int,
                              intervals: int) -> dict[str, object]:
-    """``train_seed`` for 1 + intervals * eval_every steps; the rate between the first
+    """``train_tutorial`` for 1 + intervals * eval_every steps; the rate between the first
     history row (after update 1, the call that compiles) and the last."""
     from nextclose import training
 
-    model = dataclasses.replace(params.model, kind="seed", hidden_units=128)
+    model = dataclasses.replace(params.model, kind="tutorial", hidden_units=128)
     train = dataclasses.replace(
         params.train, learning_rate=0.1, steps=1 + intervals * eval_every,
         eval_every=eval_every, steps_per_call=steps_per_call, patience=None,
     )
     stamps: list[tuple[float, int]] = []
     start = time.perf_counter()
-    result = training.train_seed(
+    result = training.train_tutorial(
         x, y, model, train, params.base.seed,
-        on_evaluation=lambda e: stamps.append((time.perf_counter(), e.step)),
+        on_point=lambda point: stamps.append((time.perf_counter(), point.step)),
     )
     (t0, s0), (t1, s1) = stamps[0], stamps[-1]
     return {
@@ -178,7 +178,7 @@ def ours_windows_per_second(splits, normalisation, params, evaluations: int) -> 
     start = time.perf_counter()
     training.train_lstm(
         splits["train"], splits["validation"], normalisation, params.model, train,
-        params.base.seed, on_evaluation=lambda e: stamps.append((time.perf_counter(), e.step)),
+        params.base.seed, on_point=lambda point: stamps.append((time.perf_counter(), point.step)),
     )
     (t0, s0), (t1, s1) = stamps[1], stamps[-1]  # stamps[0] is step 0, before any training
     return {
@@ -203,8 +203,8 @@ def fit_windows_per_second(splits, normalisation, params, epochs: int) -> dict[s
     stamps: list[float] = []
     batches = [0]
     callback = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: batches.__setitem__(0, batches[0] + 1),
-        on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter()),
+        on_train_batch_end=lambda _batch, _logs: batches.__setitem__(0, batches[0] + 1),
+        on_epoch_end=lambda _epoch, _logs: stamps.append(time.perf_counter()),
     )
     start = time.perf_counter()
     network.fit(train.inputs, train.targets, batch_size=params.train.batch_size, epochs=epochs,
@@ -295,14 +295,14 @@ def main(argv=None) -> int:
 
     work = make_workspace()
     try:
-        os.chdir(work)  # nextclose.stages.prepare reads data/prepared relative to the cwd
+        os.chdir(work)  # nextclose.layout reads data/prepared relative to the cwd
         sys.path.insert(0, str(ROOT / "src"))
+        from nextclose import layout
         from nextclose.params import load_params
-        from nextclose.stages.prepare import load_normalisation, load_windows
 
         params = load_params(work / "params.yaml")
-        seed = seed_input(work)
-        splits, normalisation = load_windows(), load_normalisation()
+        tutorial = tutorial_input(work)
+        splits, normalisation = layout.read_windows(), layout.read_normalisation()
 
         # Replica configurations: the headline one first. eval_every bounds the chunk size
         # (a call never crosses a history row), so steps_per_call > eval_every has no effect.
@@ -314,11 +314,11 @@ def main(argv=None) -> int:
         headline = "spc500_every1000"
         rounds = {"tf1": [], "ours": [], "fit": [], **{k: [] for k in replica_configs}}
         for r in range(args.rounds):
-            print(f"round {r + 1}/{args.rounds}: seed replica vs TF1 ...", flush=True)
-            rounds["tf1"].append(tf1_steps_per_second(seed["path"], args.tf1_steps, warmup=20))
+            print(f"round {r + 1}/{args.rounds}: tutorial replica vs TF1 ...", flush=True)
+            rounds["tf1"].append(tf1_steps_per_second(tutorial["path"], args.tf1_steps, warmup=20))
             for name, (spc, every, intervals) in replica_configs.items():
                 rounds[name].append(replica_steps_per_second(
-                    seed["x"], seed["y"], params, spc, every, intervals))
+                    tutorial["x"], tutorial["y"], params, spc, every, intervals))
             print(f"round {r + 1}/{args.rounds}: train_lstm vs compile/fit ...", flush=True)
             rounds["ours"].append(ours_windows_per_second(splits, normalisation, params, 16))
             rounds["fit"].append(fit_windows_per_second(splits, normalisation, params, 12))
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
     replica = {name: median([x["steps_per_second"] for x in rounds[name]]) for name in replica_configs}
     ours = median([x["windows_per_second"] for x in rounds["ours"]])
     fit = median([x["windows_per_second"] for x in rounds["fit"]])
-    paired_seed = [a["steps_per_second"] / b["steps_per_second"]
+    paired_tutorial = [a["steps_per_second"] / b["steps_per_second"]
                    for a, b in zip(rounds[headline], rounds["tf1"])]
     paired_lstm = [a["windows_per_second"] / b["windows_per_second"]
                    for a, b in zip(rounds["ours"], rounds["fit"])]
@@ -348,14 +348,14 @@ def main(argv=None) -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "rounds": args.rounds,
-        "seed_vs_tf1": {
-            "input": {"pairs": N_SEED, "first_target": seed["first_target"],
-                      "last_target": seed["last_target"], "source": "data/prepared/seed.npz"},
+        "tutorial_vs_tf1": {
+            "input": {"pairs": N_PAIRS, "first_target": tutorial["first_target"],
+                      "last_target": tutorial["last_target"], "source": "data/prepared/tutorial.npz"},
             "tf1_steps_per_second": tf1,
             "replica_steps_per_second": replica[headline],
             "replica_config": {"steps_per_call": spc, "eval_every": every},
             "ratio": replica[headline] / tf1,
-            "paired_ratios": paired_seed,
+            "paired_ratios": paired_tutorial,
             "target_ratio": 3.0,
             "replica_steps_per_second_by_config": replica,
             "ratio_by_config": {k: v / tf1 for k, v in replica.items()},
@@ -389,7 +389,7 @@ def main(argv=None) -> int:
     args.output.write_text(json.dumps(results, indent=2) + "\n")
 
     m = results["machine"]
-    s, l = results["seed_vs_tf1"], results["lstm_vs_fit"]
+    tutorial_result, lstm_result = results["tutorial_vs_tf1"], results["lstm_vs_fit"]
 
     def met(ratio, target):
         return "met" if ratio >= target else "MISSED"
@@ -401,21 +401,22 @@ def main(argv=None) -> int:
     print(f"load average before/after: {load_before[0]:.2f} / {results['load_average_after'][0]:.2f}; "
           f"medians of {args.rounds} interleaved rounds")
     rows = [
-        ("1. seed: TF1 tutorial (tf.compat.v1)", f"{tf1:,.1f} steps/s", ""),
-        (f"   seed replica (steps_per_call {spc}, eval_every {every})",
+        ("1. the tutorial's TF1 code (tf.compat.v1)", f"{tf1:,.1f} steps/s", ""),
+        (f"   tutorial replica (steps_per_call {spc}, eval_every {every})",
          f"{replica[headline]:,.1f} steps/s",
-         f"{s['ratio']:.2f}x  (target 3x: {met(s['ratio'], 3.0)})"),
+         f"{tutorial_result['ratio']:.2f}x  (target 3x: {met(tutorial_result['ratio'], 3.0)})"),
     ]
     for name, (c_spc, c_every, _) in replica_configs.items():
         if name != headline:
-            rows.append((f"   seed replica (steps_per_call {c_spc}, eval_every {c_every})",
+            rows.append((f"   tutorial replica (steps_per_call {c_spc}, eval_every {c_every})",
                          f"{replica[name]:,.1f} steps/s", f"{replica[name] / tf1:.2f}x"))
     rows += [
-        (f"2. default lstm: plain compile/fit (batch {l['batch_size']}, jit {l['fit_jit_compile']})",
+        (f"2. default lstm: plain compile/fit (batch {lstm_result['batch_size']}, "
+         f"jit {lstm_result['fit_jit_compile']})",
          f"{fit:,.0f} windows/s", ""),
         (f"   train_lstm (steps_per_call {params.train.steps_per_call}, "
          f"eval_every {params.train.eval_every})",
-         f"{ours:,.0f} windows/s", f"{l['ratio']:.2f}x  (target 1.5x: {met(l['ratio'], 1.5)})"),
+         f"{ours:,.0f} windows/s", f"{lstm_result['ratio']:.2f}x  (target 1.5x: {met(lstm_result['ratio'], 1.5)})"),
         (f"3. peak RSS, `nextclose train` ({params.model.kind})", f"{rss:,.0f} MiB",
          "runs: " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in rss_runs) + " MiB"),
     ]
@@ -425,9 +426,9 @@ def main(argv=None) -> int:
         print(f"{label:<{width}}  {value:>{value_width}}  {note}")
     print(f"   (a process that only imports tensorflow, keras, mlflow and nextclose: "
           f"{imports_rss:,.0f} MiB)")
-    print(f"paired ratios per round: seed {', '.join(f'{x:.2f}' for x in paired_seed)}; "
+    print(f"paired ratios per round: tutorial {', '.join(f'{x:.2f}' for x in paired_tutorial)}; "
           f"lstm {', '.join(f'{x:.2f}' for x in paired_lstm)}")
-    print(f"input: {N_SEED} pairs, targets {seed['first_target']} .. {seed['last_target']}")
+    print(f"input: {N_PAIRS} pairs, targets {tutorial['first_target']} .. {tutorial['last_target']}")
     print(f"train run ({median([x['wall_seconds'] for x in rss_runs]):.0f} s wall): "
           f"{rss_runs[-1]['summary']}")
     print(f"wrote {args.output} in {results['total_seconds']:.0f} s")

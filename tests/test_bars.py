@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import random_walk_bars
 from nextclose.bars import DataError, bars_hash, load_msft, read_csv_bars, select_dates, validate_bars
+
+from helpers import random_walk_bars
 
 ROWS = [
     ("2018-01-02", 100.0, 102.0, 99.0, 101.0, 1000),

@@ -13,16 +13,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import random_walk_bars, tiny_params, write_params
-from nextclose import features, model as models
+from nextclose import evaluation, features, preparation
+from nextclose import model as models
 from nextclose.cli import main
 from nextclose.params import ModelParams, ParamsError, parse_params
-from nextclose.stages import evaluate
-from nextclose.stages.prepare import prepare
+
+from helpers import random_walk_bars, tiny_params, write_params
 
 FORECASTERS = ("model", "persistence", "drift", "arima")
 SCORE_KEYS = ("rmse", "mae", "mape", "mase", "directional_accuracy", "direction_p_value",
               "rmse_ratio_persistence")
+
+
+def prepare(bars: pd.DataFrame, source: str, params) -> preparation.Prepared:
+    return preparation.prepare(bars, source, params.data, params.split, params.features)
 
 
 def tiny_lstm(window: int, normalisation: features.Normalisation, seed: int = 0) -> keras.Model:
@@ -55,9 +59,9 @@ def test_lstm_forecast_of_a_day_ignores_that_day_and_everything_after():
     windows = features.make_windows(bars, feature_params)
     network = tiny_lstm(feature_params.window, features.fit_normalisation(
         windows, features.feature_names(feature_params.volume)))
-    original = evaluate.forecast_lstm(network, windows)
+    original = evaluation.forecast_lstm(network, windows)
     row = 60
-    changed = evaluate.forecast_lstm(network, features.make_windows(shake_after(bars, row), feature_params))
+    changed = evaluation.forecast_lstm(network, features.make_windows(shake_after(bars, row), feature_params))
     # Sample i forecasts row i + window from rows i .. i + window - 1.
     unchanged = row - feature_params.window + 1
     np.testing.assert_array_equal(changed[:unchanged], original[:unchanged])
@@ -72,10 +76,10 @@ def test_every_forecast_of_a_test_day_ignores_that_day_and_everything_after():
     bars = random_walk_bars(160, seed=4)
     first = prepare(bars, "synthetic", params)
     network = tiny_lstm(params.features.window, first.normalisation)
-    original = evaluate.evaluate_lstm(network, first.bars, first.splits["test"], params.evaluate)
+    original = evaluation.evaluate_lstm(network, first.bars, first.splits["test"], params.evaluate)
     row = 150  # inside the test period
     second = prepare(shake_after(bars, row), "synthetic", params)
-    changed = evaluate.evaluate_lstm(network, second.bars, second.splits["test"], params.evaluate)
+    changed = evaluation.evaluate_lstm(network, second.bars, second.splits["test"], params.evaluate)
 
     cutoff = bars["date"].iloc[row].strftime("%Y-%m-%d")
     kept = original.predictions["date"] <= cutoff
@@ -92,7 +96,7 @@ def test_without_arima_its_column_stays_empty_and_unscored():
     assert params.evaluate.arima is False
     prepared = prepare(random_walk_bars(120, seed=6), "synthetic", params)
     network = tiny_lstm(params.features.window, prepared.normalisation)
-    result = evaluate.evaluate_lstm(network, prepared.bars, prepared.splits["test"], params.evaluate)
+    result = evaluation.evaluate_lstm(network, prepared.bars, prepared.splits["test"], params.evaluate)
     assert list(result.predictions.columns) == ["date", "actual", *FORECASTERS]
     assert result.predictions["arima"].isna().all() and result.predictions["drift"].notna().all()
     assert set(result.report["baselines"]) == {"persistence", "drift"}
@@ -142,7 +146,8 @@ def test_evaluate_stage_end_to_end(workspace):
         assert set(scores) == set(SCORE_KEYS)
     n_test = prepared["splits"]["test"]["samples"]
     assert report["n_test"] == n_test == len(predictions)
-    assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / report["baselines"]["persistence"]["rmse"])
+    persistence_rmse = report["baselines"]["persistence"]["rmse"]
+    assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / persistence_rmse)
     assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
 
     # The CSV holds the forecasts that were scored, on the test days only.
@@ -190,10 +195,10 @@ def test_evaluate_stage_end_to_end(workspace):
     assert model_metrics["rmse"] == pytest.approx(report["rmse"])
 
 
-def test_seed_kind_reports_in_sample_figures(workspace):
+def test_tutorial_kind_reports_in_sample_figures(workspace):
     write_params(workspace, tiny_params(
         data={"start": "2017-01-01", "end": "2017-04-30"},
-        model={"kind": "seed", "hidden_units": 4},
+        model={"kind": "tutorial", "hidden_units": 4},
         train={"steps": 4, "eval_every": 2, "steps_per_call": 2, "log_every": 2},
     ))
     assert main(["prepare"]) == 0
@@ -203,8 +208,8 @@ def test_seed_kind_reports_in_sample_figures(workspace):
     report = json.loads(Path("reports/metrics.json").read_text())
     train = json.loads(Path("models/train.json").read_text())
     predictions = pd.read_csv("reports/predictions.csv")
-    with np.load("data/prepared/seed.npz") as seed:
-        x, y = seed["x"].astype(np.float64), seed["y"][:, 0].astype(np.float64)
+    with np.load("data/prepared/tutorial.npz") as sequence:
+        x, y = sequence["x"].astype(np.float64), sequence["y"][:, 0].astype(np.float64)
 
     assert report["in_sample"] is True and "in-sample" in report["label"]
     assert report["n_days"] == len(y) == len(predictions)
@@ -226,7 +231,7 @@ def test_seed_kind_reports_in_sample_figures(workspace):
 
 def test_tracked_metrics_prefix_baselines():
     report = {"n_test": 3, "rmse": 1.5, "baselines": {"drift": {"rmse": 2.0, "mase": 0.5}}}
-    assert evaluate.tracked_metrics(report) == {"n_test": 3.0, "rmse": 1.5, "drift_rmse": 2.0, "drift_mase": 0.5}
+    assert evaluation.tracked_metrics(report) == {"n_test": 3.0, "rmse": 1.5, "drift_rmse": 2.0, "drift_mase": 0.5}
 
 
 def test_negative_arima_order_is_refused_by_name():

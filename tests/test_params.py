@@ -1,8 +1,9 @@
 import pytest
 import yaml
 
-from conftest import REPO, repo_params, tiny_params, write_params
 from nextclose.params import KIND_DEFAULTS, ParamsError, load_params, parse_params
+
+from helpers import REPO, repo_params, tiny_params, write_params
 
 
 def test_repo_params_load_with_kind_defaults():
@@ -13,16 +14,16 @@ def test_repo_params_load_with_kind_defaults():
     assert params.train.steps == KIND_DEFAULTS["lstm"]["steps"]
 
 
-def test_seed_kind_defaults_follow_the_tutorial():
+def test_tutorial_kind_defaults_follow_the_tutorial():
     raw = repo_params()
-    raw["model"]["kind"] = "seed"
+    raw["model"]["kind"] = "tutorial"
     params = parse_params(raw)
     assert (params.model.hidden_units, params.train.learning_rate, params.train.steps) == (128, 0.1, 30000)
 
 
 def test_explicit_values_win_over_kind_defaults():
     raw = repo_params()
-    raw["model"].update(kind="seed", hidden_units=8)
+    raw["model"].update(kind="tutorial", hidden_units=8)
     assert parse_params(raw).model.hidden_units == 8
 
 
@@ -106,3 +107,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("base: [unclosed")
     with pytest.raises(ParamsError, match="bad.yaml: not valid YAML"):
         load_params(bad)
+
+
+def test_the_old_kind_name_seed_is_refused_with_the_new_name(tmp_path):
+    raw = repo_params()
+    raw["model"]["kind"] = "seed"
+    with pytest.raises(ParamsError, match=r"params.yaml: model.kind: 'seed' was renamed 'tutorial'"):
+        parse_params(raw)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, tiny_params
+from helpers import REPO, tiny_params
 
 pytestmark = pytest.mark.slow
 

@@ -7,15 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import random_walk_bars, tiny_params, write_params
-from nextclose import cli, features
+from nextclose import cli, features, layout, preparation
 from nextclose.bars import DataError
-from nextclose.params import FeatureParams, SplitParams, parse_params
-from nextclose.stages import prepare as prepare_stage
+from nextclose.params import FeatureParams, parse_params
+
+from helpers import random_walk_bars, tiny_params, write_params
 
 
-def prepared_from(bars: pd.DataFrame, **overrides) -> prepare_stage.Prepared:
-    return prepare_stage.prepare(bars, "walk.csv", parse_params(tiny_params(**overrides)))
+def prepared_from(bars: pd.DataFrame, **overrides) -> preparation.Prepared:
+    params = parse_params(tiny_params(**overrides))
+    return preparation.prepare(bars, "walk.csv", params.data, params.split, params.features)
 
 
 def walk_params(**extra):
@@ -79,9 +80,9 @@ def test_split_by_dates():
     assert str(prepared.splits["train"].target_dates.max()) == "2018-05-31"
 
 
-def test_seed_inputs_are_the_tutorials_x_and_y():
+def test_tutorial_inputs_are_the_tutorials_x_and_y():
     bars = random_walk_bars(30)
-    x, y = features.seed_sequence(bars)
+    x, y = features.tutorial_sequence(bars)
     assert x.dtype == np.float32 and y.dtype == np.float32
     assert x.shape == (29, 4) and y.shape == (29, 1)
     np.testing.assert_array_equal(x[:, 0], bars["open"].to_numpy(np.float32)[:-1])
@@ -119,12 +120,12 @@ def test_stage_writes_outputs_and_mlflow_run(workspace):
     random_walk_bars(200).to_csv(workspace / "walk.csv", index=False)
     assert run_prepare(workspace, **walk_params()) == 0
     directory = workspace / "data" / "prepared"
-    assert sorted(p.name for p in directory.iterdir()) == ["bars.csv", "prepared.json", "seed.npz", "windows.npz"]
+    assert sorted(p.name for p in directory.iterdir()) == ["bars.csv", "prepared.json", "tutorial.npz", "windows.npz"]
     summary = json.loads((directory / "prepared.json").read_text())
     assert summary["rows"] == 200
     assert sum(s["samples"] for s in summary["splits"].values()) == 190
     assert len(summary["source_sha256"]) == 64
-    windows = prepare_stage.load_windows(directory)
+    windows = layout.read_windows(directory)
     assert len(windows["test"].targets) == summary["splits"]["test"]["samples"]
 
     client = mlflow.MlflowClient()

@@ -4,11 +4,11 @@ import json
 
 import mlflow
 import numpy as np
-import pytest
 
-from conftest import tiny_params, write_params
 from nextclose import cli, registry
-from nextclose.stages.prepare import load_windows
+from nextclose.layout import read_windows
+
+from helpers import tiny_params, write_params
 
 
 def test_choose_champion_takes_the_lowest_figure_and_skips_missing():
@@ -39,7 +39,7 @@ def test_each_training_registers_a_version_and_champion_moves_the_alias(workspac
         assert "<- champion" in capsys.readouterr().out
 
     champion = mlflow.pyfunc.load_model("models:/nextclose-lstm@champion")
-    x = load_windows(workspace / "data/prepared")["test"].inputs[:3]
+    x = read_windows(workspace / "data/prepared")["test"].inputs[:3]
     assert np.asarray(champion.predict(x)).shape == (3,)
 
 

@@ -247,13 +247,14 @@ def test_empty_answer_names_symbol_and_range():
     with pytest.raises(sources.SourceError) as caught:
         sources.fetch("baostock", "000300", *YEAR_2018, call=Recorder(empty))
     assert str(caught.value) == (
-        "data.source baostock: no bars for 000300 between 2018-01-01 and 2018-12-31: "
-        "check data.symbol and the dates")
+        "data.source baostock: 000300: no rows between data.start 2018-01-01 and data.end 2018-12-31 "
+        "(no rows at all): check data.symbol and the dates")
 
 
 def test_answer_outside_the_range_says_what_it_covers():
-    with pytest.raises(sources.SourceError, match=r"no bars for 000300 between 2019-01-01 and 2019-12-31 "
-                       r"\(the answer runs from 2017-12-29 to 2018-01-08\)"):
+    with pytest.raises(sources.SourceError,
+                       match=r"000300: no rows between data.start 2019-01-01 and data.end 2019-12-31 "
+                       r"\(the data runs from 2017-12-29 to 2018-01-08\)"):
         sources.fetch("akshare", "000300", dt.date(2019, 1, 1), dt.date(2019, 12, 31),
                       call=Recorder(akshare_frame()))
 

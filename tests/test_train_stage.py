@@ -8,9 +8,10 @@ import mlflow
 import numpy as np
 import pytest
 
-from conftest import tiny_params, write_params
 from nextclose import cli
-from nextclose.stages.prepare import load_windows
+from nextclose.layout import read_windows
+
+from helpers import tiny_params, write_params
 
 
 def train_run(client):
@@ -48,15 +49,15 @@ def test_lstm_train_stage(workspace, capsys):
     assert logged.source_run_id == run.info.run_id
     pyfunc_model = mlflow.pyfunc.load_model(summary["model_uri"])
     assert pyfunc_model.metadata.get_input_schema() is not None
-    x = load_windows(workspace / "data/prepared")["test"].inputs
+    x = read_windows(workspace / "data/prepared")["test"].inputs
     local = keras.saving.load_model(workspace / "models/model.keras")
     np.testing.assert_allclose(np.asarray(pyfunc_model.predict(x)).ravel(),
                                np.asarray(local(x)).ravel(), rtol=1e-6)
     assert "keras" in mlflow.models.get_model_info(summary["model_uri"]).flavors
 
 
-def test_seed_train_stage(workspace, capsys):
-    write_params(workspace, tiny_params(model={"kind": "seed", "hidden_units": 4},
+def test_tutorial_train_stage(workspace, capsys):
+    write_params(workspace, tiny_params(model={"kind": "tutorial", "hidden_units": 4},
                                         data={"start": "2017-01-01", "end": "2017-11-10"},
                                         train={"steps": 30, "eval_every": 10, "log_every": 10}))
     assert cli.main(["prepare"]) == 0
@@ -67,15 +68,15 @@ def test_seed_train_stage(workspace, capsys):
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["step", "loss"]
     assert [int(r["step"]) for r in rows] == [0, 10, 20, 29]
-    state = np.load(workspace / "models/seed_state.npz")
-    seed = np.load(workspace / "data/prepared/seed.npz")
-    assert state["x"].shape == seed["x"].shape
+    state = np.load(workspace / "models/tutorial_state.npz")
+    sequence = np.load(workspace / "data/prepared/tutorial.npz")
+    assert state["x"].shape == sequence["x"].shape
     run = train_run(mlflow.MlflowClient())
-    assert run.data.params["model.kind"] == "seed"
+    assert run.data.params["model.kind"] == "tutorial"
     assert run.data.metrics["final_cost"] == pytest.approx(float(rows[-1]["loss"]))
     predictions = mlflow.pyfunc.load_model(json.loads(
-        (workspace / "models/train.json").read_text())["model_uri"]).predict(seed["x"][None])
-    assert np.asarray(predictions).shape == (1, len(seed["y"]))
+        (workspace / "models/train.json").read_text())["model_uri"]).predict(sequence["x"][None])
+    assert np.asarray(predictions).shape == (1, len(sequence["y"]))
 
     # The logged model loads in a process that never imports nextclose.
     import os
@@ -83,7 +84,7 @@ def test_seed_train_stage(workspace, capsys):
     import sys
 
     model_uri = json.loads((workspace / "models/train.json").read_text())["model_uri"]
-    np.save(workspace / "x.npy", seed["x"][None])
+    np.save(workspace / "x.npy", sequence["x"][None])
     script = (
         "import sys, mlflow, numpy as np; "
         f"out = mlflow.pyfunc.load_model({model_uri!r}).predict(np.load('x.npy')); "
@@ -93,7 +94,7 @@ def test_seed_train_stage(workspace, capsys):
     done = subprocess.run([sys.executable, "-c", script], cwd=workspace, env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().endswith(f"(1, {len(seed['y'])})")
+    assert done.stdout.strip().endswith(f"(1, {len(sequence['y'])})")
 
 
 def test_train_failure_keeps_previous_model(workspace, monkeypatch):

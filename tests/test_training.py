@@ -1,6 +1,5 @@
 """Both networks: they learn, they are exact replicas where promised, they repeat bit for bit."""
 
-import dataclasses
 import math
 
 import keras
@@ -8,9 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import random_walk_bars, tiny_params
-from nextclose import features, model as models, training
+from nextclose import features, training
+from nextclose import model as models
 from nextclose.params import parse_params
+
+from helpers import predictable_bars, random_walk_bars, tiny_params
 
 
 def tiny(**overrides):
@@ -22,21 +23,6 @@ def splits_of(bars, window=10):
     boundaries = features.split_boundaries(windows.target_dates, tiny().split)
     parts = features.split_windows(windows, boundaries, "walk", window)
     return parts, features.fit_normalisation(parts["train"], features.feature_names(True))
-
-
-def predictable_bars(n=260):
-    """Bars whose next move follows today's move (strong momentum): an LSTM can learn it."""
-    rng = np.random.default_rng(1)
-    returns = np.zeros(n)
-    for t in range(1, n):
-        returns[t] = 0.8 * returns[t - 1] + rng.normal(0, 0.01)
-    bars = random_walk_bars(n)
-    close = 100 * np.exp(np.cumsum(returns))
-    bars["open"] = np.r_[close[0], close[:-1]]
-    bars["close"] = close
-    bars["high"] = np.maximum(bars["open"], close) * 1.001
-    bars["low"] = np.minimum(bars["open"], close) * 0.999
-    return bars
 
 
 def test_untrained_lstm_predicts_no_change():
@@ -96,9 +82,9 @@ def test_batch_schedule_is_epochwise_and_seeded():
     assert not np.array_equal(schedule, training.batch_schedule(10, 4, 7, seed=2))
 
 
-def test_seed_network_shapes_and_initialisation():
+def test_tutorial_network_shapes_and_initialisation():
     keras.utils.set_random_seed(0)
-    network = models.SeedNetwork(n_step=50, hidden_units=16)
+    network = models.TutorialNetwork(n_step=50, hidden_units=16)
     assert np.all(network.input_kernel.numpy() == 0.25)
     assert network.input_kernel.shape == (4, 1)
     assert network.input_bias.shape == (50, 1) and not network.input_bias.numpy().any()
@@ -107,14 +93,14 @@ def test_seed_network_shapes_and_initialisation():
     assert network.lstm_kernel.shape == (1 + 16, 64)
     limit = math.sqrt(6 / (17 + 64))
     assert np.abs(network.lstm_kernel.numpy()).max() <= limit
-    big = models.SeedNetwork(n_step=400, hidden_units=128).output_kernel.numpy()
+    big = models.TutorialNetwork(n_step=400, hidden_units=128).output_kernel.numpy()
     assert abs(big.mean()) < 0.01 and abs(big.std() - 1.0) < 0.01  # N(0, 1)
     x = np.ones((1, 50, 4), np.float32)
     assert network(x).shape == (1, 50)
     assert network(np.ones((3, 50, 4), np.float32)).shape == (3, 50)
 
 
-def reference_seed_forward(network, x):
+def reference_tutorial_forward(network, x):
     """The tutorial's graph written out in NumPy, TF1 LSTMCell gate order i, j, f, o."""
     def sigmoid(v):
         return 1 / (1 + np.exp(-v))
@@ -131,30 +117,30 @@ def reference_seed_forward(network, x):
     return h @ network.output_kernel.numpy() + network.output_bias.numpy()
 
 
-def test_seed_forward_matches_the_tutorials_graph():
+def test_tutorial_forward_matches_the_tutorials_graph():
     keras.utils.set_random_seed(1)
-    network = models.SeedNetwork(n_step=30, hidden_units=8)
+    network = models.TutorialNetwork(n_step=30, hidden_units=8)
     bars = random_walk_bars(31)
-    x, y = features.seed_sequence(bars)
+    x, y = features.tutorial_sequence(bars)
     x = x / 100  # keep the gates out of saturation so the comparison means something
-    expected = reference_seed_forward(network, x.astype(np.float64))
+    expected = reference_tutorial_forward(network, x.astype(np.float64))
     np.testing.assert_allclose(np.asarray(network(x[None])), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_seed_cost_broadcasts_like_the_tutorial():
+def test_tutorial_cost_broadcasts_like_the_tutorial():
     predictions = tf.constant([[1.0, 2.0, 3.0]])
     y = tf.constant([[1.0], [2.0], [4.0]])
     # every prediction against every target: ((1-1)^2+(2-1)^2+(3-1)^2 + ... ) / 9
     expected = np.mean([(p - t) ** 2 for p in (1, 2, 3) for t in (1, 2, 4)])
-    assert float(models.seed_cost(predictions, y)) == pytest.approx(expected)
+    assert float(models.tutorial_cost(predictions, y)) == pytest.approx(expected)
 
 
-def test_seed_training_reports_like_the_tutorial_and_trains_the_data():
+def test_tutorial_training_reports_like_the_tutorial_and_trains_the_data():
     bars = random_walk_bars(41)
-    x, y = features.seed_sequence(bars)
-    params = tiny(model={"kind": "seed", "hidden_units": 4},
+    x, y = features.tutorial_sequence(bars)
+    params = tiny(model={"kind": "tutorial", "hidden_units": 4},
                   train={"steps": 25, "eval_every": 10, "learning_rate": 0.1, "steps_per_call": 7})
-    result = training.train_seed(x, y, params.model, params.train, seed=0)
+    result = training.train_tutorial(x, y, params.model, params.train, seed=0)
     assert [e.step for e in result.history] == [0, 10, 20, 24]  # after update i, i % 10 == 0, and the last
     assert result.steps_run == 25
     # at step 0 the cost is about mean(y^2): the predictions are still tiny next to the prices
@@ -166,29 +152,29 @@ def test_seed_training_reports_like_the_tutorial_and_trains_the_data():
     assert result.trained_targets.shape == y.shape
 
 
-def test_seed_cost_at_step_zero_on_a_known_series():
+def test_tutorial_cost_at_step_zero_on_a_known_series():
     """One Adam step from a known start: the cost equals the tutorial's formula."""
     bars = random_walk_bars(21)
-    x, y = features.seed_sequence(bars)
-    params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 1, "eval_every": 1})
-    result = training.train_seed(x, y, params.model, params.train, seed=5)
+    x, y = features.tutorial_sequence(bars)
+    params = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 1, "eval_every": 1})
+    result = training.train_tutorial(x, y, params.model, params.train, seed=5)
     trained_prediction = np.asarray(result.model(result.trained_inputs[None]))
     expected = np.mean((trained_prediction - result.trained_targets) ** 2)
     assert result.history[0].loss == pytest.approx(expected, rel=1e-5)
     assert result.history[0].last_prediction == pytest.approx(trained_prediction[-1][-1], rel=1e-5)
 
 
-def test_seed_training_is_bit_identical_across_runs():
-    x, y = features.seed_sequence(random_walk_bars(31))
-    params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 12, "eval_every": 5})
-    a = training.train_seed(x, y, params.model, params.train, seed=2)
-    b = training.train_seed(x, y, params.model, params.train, seed=2)
+def test_tutorial_training_is_bit_identical_across_runs():
+    x, y = features.tutorial_sequence(random_walk_bars(31))
+    params = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 12, "eval_every": 5})
+    a = training.train_tutorial(x, y, params.model, params.train, seed=2)
+    b = training.train_tutorial(x, y, params.model, params.train, seed=2)
     assert a.history == b.history
     for wa, wb in zip(a.model.get_weights(), b.model.get_weights()):
         np.testing.assert_array_equal(wa, wb)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "seed"])
+@pytest.mark.parametrize("kind", ["lstm", "tutorial"])
 def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, kind):
     if kind == "lstm":
         parts, normalisation = splits_of(random_walk_bars(200))
@@ -197,9 +183,9 @@ def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, kind):
                                       params.model, params.train, seed=0).model
         x = parts["test"].inputs
     else:
-        x, y = features.seed_sequence(random_walk_bars(31))
-        params = tiny(model={"kind": "seed", "hidden_units": 4}, train={"steps": 5})
-        network = training.train_seed(x, y, params.model, params.train, seed=0).model
+        x, y = features.tutorial_sequence(random_walk_bars(31))
+        params = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 5})
+        network = training.train_tutorial(x, y, params.model, params.train, seed=0).model
         x = x[None]
     path = tmp_path / "model.keras"
     network.save(path)
@@ -228,8 +214,8 @@ def test_the_tutorials_network_can_overflow_and_says_so():
     from nextclose.bars import load_msft, select_dates
 
     year = select_dates(load_msft(), dt.date(2017, 1, 1), None, "msft")
-    x, y = features.seed_sequence(year)
-    params = tiny(model={"kind": "seed", "hidden_units": 128},
+    x, y = features.tutorial_sequence(year)
+    params = tiny(model={"kind": "tutorial", "hidden_units": 128},
                   train={"learning_rate": 0.1, "steps": 40, "eval_every": 10})
     with pytest.raises(training.TrainingDiverged, match="try another base.seed"):
-        training.train_seed(x, y, params.model, params.train, seed=42)
+        training.train_tutorial(x, y, params.model, params.train, seed=42)

@@ -12,10 +12,12 @@ import optuna
 import pytest
 import yaml
 
-from conftest import REPO, tiny_params, write_params
-from nextclose import cli, study as studies
+from nextclose import cli, layout
+from nextclose import study as studies
 from nextclose.params import load_params, parse_params
-from nextclose.stages import apply_best, tune as tune_stage
+from nextclose.stages import tune as tune_stage
+
+from helpers import REPO, tiny_params, write_params
 
 
 def journal(workspace):
@@ -94,7 +96,7 @@ def test_changed_search_space_starts_a_new_study(prepared, capsys):
 
 def test_a_hopeless_trial_is_pruned(workspace):
     # A learnable series: steady momentum, so a good learning rate beats persistence quickly.
-    from test_training import predictable_bars
+    from helpers import predictable_bars
 
     predictable_bars(300).to_csv(workspace / "walk.csv", index=False)
     params_dict = tiny_params(
@@ -114,7 +116,7 @@ def test_a_hopeless_trial_is_pruned(workspace):
     study.enqueue_trial(good)
     study.enqueue_trial(hopeless)
     with mlflow.start_run():
-        study.optimize(tune_stage.make_objective(params, study), n_trials=2)
+        study.optimize(tune_stage.make_objective(params, study, layout.read_training_data()), n_trials=2)
     good_trial, hopeless_trial = study.trials
     assert good_trial.state == optuna.trial.TrialState.COMPLETE
     assert hopeless_trial.state == optuna.trial.TrialState.PRUNED
@@ -213,7 +215,7 @@ def test_apply_best_without_a_best_trial_changes_nothing(tmp_path, capsys):
     assert "holds no best trial" in capsys.readouterr().err
     assert params_path.read_text() == (REPO / "params.yaml").read_text()
     with pytest.raises(Exception, match="not found"):
-        apply_best.read_best(tmp_path / "missing.yaml")
+        layout.read_best_params(tmp_path / "missing.yaml")
 
 
 @pytest.mark.slow

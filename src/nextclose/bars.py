@@ -16,10 +16,9 @@ from typing import Mapping, Optional
 import numpy as np
 import pandas as pd
 
-from nextclose.errors import UserError
+from nextclose.errors import DataError
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
-FIELDS = ("date",) + PRICE_COLUMNS + ("volume",)
 
 # Header spellings recognised without configuration, after stripping and lower-casing:
 # English exports (Yahoo, Stooq, Kaggle), JoinQuant's get_price frame and akshare's Chinese headers.
@@ -32,10 +31,6 @@ HEADER_ALIASES = {
     "volume": ("volume", "vol", "成交量"),
 }
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
-
-
-class DataError(UserError, ValueError):
-    """Input data that cannot be used; the message names the source, the row and the rule."""
 
 
 def load_msft() -> pd.DataFrame:
@@ -189,20 +184,28 @@ def validate_bars(table: pd.DataFrame, source: str) -> None:
 
 
 def select_dates(
-    table: pd.DataFrame, start: Optional[dt.date], end: Optional[dt.date], source: str
+    table: pd.DataFrame, start: Optional[dt.date], end: Optional[dt.date], source: str,
+    *, error: type[DataError] = DataError, hint: str = "",
 ) -> pd.DataFrame:
-    """Rows with ``start <= date <= end`` (either bound may be None)."""
+    """Rows with ``start <= date <= end`` (either bound may be None).
+
+    No row at all raises ``error`` naming ``source``, the range, what the table covers
+    and ``hint``.
+    """
     keep = np.ones(len(table), dtype=bool)
-    if start is not None:
-        keep &= (table["date"] >= pd.Timestamp(start)).to_numpy()
-    if end is not None:
-        keep &= (table["date"] <= pd.Timestamp(end)).to_numpy()
+    if len(table):
+        if start is not None:
+            keep &= (table["date"] >= pd.Timestamp(start)).to_numpy()
+        if end is not None:
+            keep &= (table["date"] <= pd.Timestamp(end)).to_numpy()
     if not keep.any():
-        first = table["date"].iloc[0].date() if len(table) else None
-        last = table["date"].iloc[-1].date() if len(table) else None
-        raise DataError(
-            f"{source}: no rows between data.start {start} and data.end {end} "
-            f"(the data runs from {first} to {last})"
+        covers = " (no rows at all)" if not len(table) else (
+            f" (the data runs from {table['date'].iloc[0]:%Y-%m-%d} "
+            f"to {table['date'].iloc[-1]:%Y-%m-%d})"
+        )
+        raise error(
+            f"{source}: no rows between data.start {start or 'null'} and data.end "
+            f"{end or 'null'}{covers}" + (f": {hint}" if hint else "")
         )
     return table.loc[keep].reset_index(drop=True)
 

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the tune stage's best values (default: %(default)s)")
     champion_help = "point a registry alias at the registered model version with the best figure"
     champion = commands.add_parser("champion", help=champion_help, description=champion_help)
-    champion.add_argument("--kind", default="lstm", choices=("lstm", "seed"),
+    champion.add_argument("--kind", default="lstm", choices=("lstm", "tutorial"),
                           help="which registered model, nextclose-<kind> (default: %(default)s)")
     champion.add_argument("--metric", default="rmse_ratio_persistence",
                           choices=registry.TRAIN_METRICS + registry.EVALUATE_METRICS,
@@ -61,10 +61,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         if args.command == "champion":
-            registry.main(args.kind, args.metric, args.alias)
+            from nextclose.commands import champion
+
+            champion.main(args.kind, args.metric, args.alias)
             return 0
         if args.command == "apply-best":
-            from nextclose.stages import apply_best
+            from nextclose.commands import apply_best
 
             apply_best.main(args.params, args.best)
             return 0

@@ -11,13 +11,12 @@ close is ever a training target.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Optional
 
 import numpy as np
 import pandas as pd
 
-from nextclose.bars import DataError
+from nextclose.errors import DataError
 from nextclose.params import FeatureParams, SplitParams
 
 SPLITS = ("train", "validation", "test")
@@ -34,6 +33,18 @@ class Windows:
     last_close: np.ndarray  # [n] float64, close_t
     next_close: np.ndarray  # [n] float64, close_t+1
     target_dates: np.ndarray  # [n] datetime64[D], day t+1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What training may read: the training and validation samples, the normalisation
+    fitted on the training samples, and the tutorial's sequence. The test split is not here."""
+
+    train: Windows
+    validation: Windows
+    normalisation: Normalisation
+    tutorial_x: np.ndarray  # [n, 4] float32: open, close, high, low of all days but the last
+    tutorial_y: np.ndarray  # [n, 1] float32: the close of all days but the first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +144,7 @@ def fit_normalisation(train: Windows, names: tuple[str, ...]) -> Normalisation:
     )
 
 
-def seed_sequence(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def tutorial_sequence(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's x and y: [open, close, high, low] of all days but the last, and
     the close of all days but the first, as float32 (``y`` shaped ``[n - 1, 1]``)."""
     x = bars[["open", "close", "high", "low"]].to_numpy()[:-1].astype(np.float32)
@@ -145,7 +156,3 @@ def date_range(dates: np.ndarray) -> Optional[tuple[str, str]]:
     if len(dates) == 0:
         return None
     return str(dates[0].astype("datetime64[D]")), str(dates[-1].astype("datetime64[D]"))
-
-
-def iso(day: np.datetime64 | dt.date) -> str:
-    return str(np.datetime64(day, "D"))

@@ -217,4 +217,5 @@ def arima_forecasts(
         for i, log_close in enumerate(later[first_target:]):
             forecasts[i] = float(np.asarray(model.predict(n_periods=1))[0])
             model.update([log_close])
-    return ArimaForecast(np.exp(forecasts), tuple(int(v) for v in model.order), bool(model.with_intercept))
+    p, d, q = (int(v) for v in model.order)
+    return ArimaForecast(np.exp(forecasts), (p, d, q), bool(model.with_intercept))

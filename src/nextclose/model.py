@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from nextclose.features import Normalisation
@@ -56,7 +55,7 @@ def build_lstm(window: int, normalisation: Normalisation, params: ModelParams) -
 
 
 @keras.saving.register_keras_serializable(package="nextclose")
-class SeedNetwork(keras.Model):
+class TutorialNetwork(keras.Model):
     """The tutorial's TF1 network, operation for operation.
 
     ``x`` is the year's ``[open, close, high, low]`` rows ``[n_step, 4]``
@@ -114,7 +113,7 @@ class SeedNetwork(keras.Model):
             return t + 1, c, h
 
         _, _, last_output = tf.while_loop(
-            lambda t, c, h: t < self.n_step,
+            lambda t, _c, _h: t < self.n_step,
             step,
             (tf.constant(0), state, state),
             maximum_iterations=self.n_step,  # XLA needs the bound to differentiate the loop
@@ -125,7 +124,7 @@ class SeedNetwork(keras.Model):
         return {"n_step": self.n_step, "hidden_units": self.hidden_units, "name": self.name}
 
 
-def seed_cost(predictions: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+def tutorial_cost(predictions: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     """The tutorial's cost, ``reduce_mean(square(results - y))``.
 
     ``results`` is ``[1, n_step]`` and ``y`` is ``[n_step, 1]``, so the difference
@@ -133,7 +132,3 @@ def seed_cost(predictions: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     next-day close. That is what the tutorial computes, so the replica does too.
     """
     return tf.reduce_mean(tf.square(predictions - y))
-
-
-def count_parameters(model: keras.Model) -> int:
-    return int(sum(np.prod(v.shape) for v in model.trainable_variables))

@@ -17,7 +17,9 @@ from typing import Literal, Optional
 
 import yaml
 
+from nextclose import symbols
 from nextclose.errors import UserError
+from nextclose.search_space import SEARCHED
 
 
 class ParamsError(UserError, ValueError):
@@ -62,16 +64,18 @@ class FeatureParams:
 
 
 # What `null` means for model.hidden_units, train.learning_rate and train.steps,
-# per model kind: the seed kind follows the tutorial (128 units, Adam 0.1, 30000 steps).
+# per model kind: the tutorial kind follows the tutorial (128 units, Adam 0.1, 30000 steps).
 KIND_DEFAULTS = {
     "lstm": {"hidden_units": 32, "learning_rate": 1e-3, "steps": 3000},
-    "seed": {"hidden_units": 128, "learning_rate": 0.1, "steps": 30000},
+    "tutorial": {"hidden_units": 128, "learning_rate": 0.1, "steps": 30000},
 }
+# Old names of model kinds, refused with the new name: "seed" read like a random seed.
+RENAMED_KINDS = {"seed": "tutorial"}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelParams:
-    kind: Literal["lstm", "seed"]
+    kind: Literal["lstm", "tutorial"]
     hidden_units: int
     layers: int
     dropout: float
@@ -196,7 +200,12 @@ def _build_section(cls: type, raw: object, where: str) -> object:
 def _resolve_kind_defaults(sections: dict[str, dict], file: str) -> None:
     """Replace null hidden_units / learning_rate / steps with the model kind's default."""
     kind = sections["model"].get("kind")
-    defaults = KIND_DEFAULTS.get(kind)
+    if isinstance(kind, str) and kind in RENAMED_KINDS:
+        raise ParamsError(
+            f"{file}: model.kind: {kind!r} was renamed {RENAMED_KINDS[kind]!r}; "
+            f"write kind: {RENAMED_KINDS[kind]}"
+        )
+    defaults = KIND_DEFAULTS.get(kind) if isinstance(kind, str) else None
     if defaults is None:
         return  # the Literal check reports the bad kind
     for section, key in (("model", "hidden_units"), ("train", "learning_rate"), ("train", "steps")):
@@ -219,27 +228,31 @@ def _resolve_symbol(sections: dict[str, dict], file: str) -> None:
         sections["data"]["symbol"] = str(symbol)
 
 
+def _iso_date(value: Optional[str], key: str, file: str) -> None:
+    if value is None:
+        return
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        raise ParamsError(f"{file}: {key}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+
+
 def _check_ranges(params: Params, file: str) -> None:
+    """The rules between and within values that types alone cannot say."""
+
     def fail(key: str, rule: str) -> None:
         raise ParamsError(f"{file}: {key}: {rule}")
 
     for key in ("start", "end"):
-        value = getattr(params.data, key)
-        if value is not None:
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                fail(f"data.{key}", f"{value!r} is not an ISO date (YYYY-MM-DD)")
+        _iso_date(getattr(params.data, key), f"data.{key}", file)
     if params.data.start and params.data.end and params.data.start > params.data.end:
         fail("data.end", f"{params.data.end} is before data.start {params.data.start}")
     if params.data.source == "csv" and not params.data.path:
         fail("data.path", "required when data.source is csv")
     if params.data.source in ("jqdata", "akshare", "baostock"):
-        from nextclose import sources
-
         try:
-            sources.parse_symbol(params.data.symbol)
-        except sources.SourceError as error:
+            symbols.parse_symbol(params.data.symbol)
+        except symbols.SymbolError as error:
             fail("data.symbol", str(error))
     if params.data.columns is not None:
         allowed = {"date", "open", "high", "low", "close", "volume"}
@@ -255,12 +268,7 @@ def _check_ranges(params: Params, file: str) -> None:
     if (split.validation_start is None) != (split.test_start is None):
         fail("split.test_start", "give both validation_start and test_start, or neither")
     for key in ("validation_start", "test_start"):
-        value = getattr(split, key)
-        if value is not None:
-            try:
-                dt.date.fromisoformat(value)
-            except ValueError:
-                fail(f"split.{key}", f"{value!r} is not an ISO date (YYYY-MM-DD)")
+        _iso_date(getattr(split, key), f"split.{key}", file)
     if split.validation_start and split.test_start and split.validation_start >= split.test_start:
         fail("split.test_start", "must come after split.validation_start")
     if params.features.window < 2:
@@ -281,26 +289,23 @@ def _check_ranges(params: Params, file: str) -> None:
     for key in ("arima_max_p", "arima_max_q"):
         if getattr(params.evaluate, key) < 0:
             fail(f"evaluate.{key}", "must be at least 0")
-
-
-def _check_tune(tune: TuneParams, fail) -> None:
+    tune = params.tune
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", tune.study_name):
         fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")
     if tune.n_trials < 1:
         fail("tune.n_trials", "must be at least 1")
     if tune.timeout is not None and tune.timeout <= 0:
         fail("tune.timeout", "must be positive or null")
-    for name, low, high in (
-        ("hidden_units", tune.hidden_units_min, tune.hidden_units_max),
-        ("learning_rate", tune.learning_rate_min, tune.learning_rate_max),
-        ("steps", tune.steps_min, tune.steps_max),
-    ):
-        if low <= 0:
-            fail(f"tune.{name}_min", "must be positive")
-        if high < low:
-            fail(f"tune.{name}_max", f"must not be below tune.{name}_min")
-    if tune.steps_step < 1 or (tune.steps_max - tune.steps_min) % tune.steps_step:
-        fail("tune.steps_step", "must be at least 1 and divide steps_max - steps_min")
+    for searched in SEARCHED:
+        bounds = searched.bounds(tune)
+        if bounds["low"] <= 0:
+            fail(f"tune.{searched.key}_min", "must be positive")
+        if bounds["high"] < bounds["low"]:
+            fail(f"tune.{searched.key}_max", f"must not be below tune.{searched.key}_min")
+        step = bounds.get("step")
+        if step is not None and (step < 1 or (bounds["high"] - bounds["low"]) % step):
+            fail(f"tune.{searched.key}_step",
+                 f"must be at least 1 and divide {searched.key}_max - {searched.key}_min")
 
 
 def parse_params(raw: object, file: str = "params.yaml") -> Params:
@@ -325,13 +330,8 @@ def parse_params(raw: object, file: str = "params.yaml") -> Params:
         built = {name: _build_section(hints[name], sections[name], name) for name in names}
     except ParamsError as error:
         raise ParamsError(f"{file}: {error}") from None
-    params = Params(**built)
+    params = Params(**built)  # type: ignore[arg-type]
     _check_ranges(params, file)
-
-    def fail(key: str, rule: str) -> None:
-        raise ParamsError(f"{file}: {key}: {rule}")
-
-    _check_tune(params.tune, fail)
     return params
 
 

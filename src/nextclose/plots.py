@@ -83,10 +83,36 @@ def learning_curve_figure(history: pd.DataFrame, best_step: Optional[int], title
     if best_step is not None:
         axes.axvline(best_step, color="tab:red", linewidth=0.8, linestyle=":", label=f"kept: step {best_step}")
     if (history["loss"] > 0).all() and history["loss"].max() / history["loss"].min() > 100:
-        axes.set_yscale("log")  # the seed network's cost falls over orders of magnitude
+        axes.set_yscale("log")  # the tutorial network's cost falls over orders of magnitude
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend()
     return figure
+
+
+def evaluation_figures(
+    predictions: pd.DataFrame, history: pd.DataFrame, best_step: Optional[int], kind: str
+) -> dict[str, object]:
+    """The evaluate run's PNGs by artifact path: forecasts, residuals, learning curve.
+
+    ``predictions`` has the columns ``date, actual`` and one per forecaster; a
+    forecaster that made no forecast (an all-empty column) is left out.
+    """
+    forecasts = {
+        name: predictions[name].to_numpy()
+        for name in predictions.columns[2:] if predictions[name].notna().any()
+    }
+    period = "in sample (tutorial)" if kind == "tutorial" else "test split"
+    return {
+        "figures/predictions.png": predictions_figure(
+            predictions["date"], predictions["actual"], forecasts, f"Next close forecasts, {period}"
+        ),
+        "figures/residuals.png": residuals_figure(
+            predictions["date"], predictions["actual"], forecasts, f"Forecast errors, {period}"
+        ),
+        "figures/learning_curve.png": learning_curve_figure(
+            history, best_step, f"Learning curve ({kind})"
+        ),
+    }

@@ -26,15 +26,14 @@ import os
 import re
 import socket
 import time
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import pandas as pd
 
-from nextclose import bars
+from nextclose import bars, symbols
 
 NETWORK_SOURCES = ("jqdata", "akshare", "baostock")
-DEFAULT_SYMBOL = "000300"  # the CSI 300
 
 # The module each source imports, which is also its distribution name on PyPI.
 LIBRARIES = {"jqdata": "jqdatasdk", "akshare": "akshare", "baostock": "baostock"}
@@ -108,40 +107,12 @@ class LoginRefused(Exception):
 
 
 def parse_symbol(symbol: str | int) -> tuple[str, str]:
-    """``(exchange, code)`` of an index symbol, e.g. ``("sh", "000300")``.
-
-    Accepts ``000300``, ``000300.XSHG``, ``000300.SH``, ``sh000300`` and ``sh.000300`` (any
-    case). A bare code is a Shanghai index when it starts with 000 and a Shenzhen one when it
-    starts with 399; Shanghai index codes are 000xxx and Shenzhen ones 399xxx. An int is read
-    as its digits, so 399001 works while 192 (PyYAML's reading of an unquoted 000300, an
-    octal number) is refused rather than taken for another index.
-    """
-    text = str(symbol).strip()
-    match = (
-        re.fullmatch(r"(?i)(sh|sz)\.?(\d{6})", text)
-        or re.fullmatch(r"(?i)(\d{6})\.(xshg|xshe|sh|sz)", text)
-        or re.fullmatch(r"(\d{6})", text)
-    )
-    if match is None:
-        raise SourceError(
-            f"data.symbol {symbol!r}: not an index code; write e.g. 000300 (the CSI 300), "
-            f"000300.XSHG, sh000300 or sh.000300"
-        )
-    groups = match.groups()
-    if len(groups) == 1:
-        code, exchange = groups[0], {"000": "sh", "399": "sz"}.get(groups[0][:3])
-    elif groups[0].isdigit():
-        suffixes = {"xshg": "sh", "sh": "sh", "xshe": "sz", "sz": "sz"}
-        code, exchange = groups[0], suffixes[groups[1].lower()]
-    else:
-        exchange, code = groups[0].lower(), groups[1]
-    expected = {"sh": "000", "sz": "399"}
-    if exchange is None or not code.startswith(expected[exchange]):
-        raise SourceError(
-            f"data.symbol {symbol!r}: not a Shanghai (000xxx) or Shenzhen (399xxx) index code; "
-            f"e.g. 000300 is the CSI 300, 000001 the SSE Composite, 399001 the SZSE Component"
-        )
-    return exchange, code
+    """``(exchange, code)`` of an index symbol (:func:`nextclose.symbols.parse_symbol`),
+    refused as a :class:`SourceError`."""
+    try:
+        return symbols.parse_symbol(symbol)
+    except symbols.SymbolError as error:
+        raise SourceError(str(error)) from None
 
 
 def library_symbol(source: str, symbol: str | int) -> str:
@@ -237,8 +208,9 @@ def _call_jqdata(code: str, start: dt.date, end: dt.date) -> pd.DataFrame:
                 jqdatasdk.logout()
 
 
-def _call_akshare(code: str, start: dt.date, end: dt.date) -> pd.DataFrame:
-    """``akshare.stock_zh_index_daily`` of ``code`` (e.g. sh000300): Sina's whole history."""
+def _call_akshare(code: str, _start: dt.date, _end: dt.date) -> pd.DataFrame:
+    """``akshare.stock_zh_index_daily`` of ``code`` (e.g. sh000300): Sina's whole history, whatever
+    the dates (fetch cuts it to them)."""
     akshare = _import("akshare")
     return akshare.stock_zh_index_daily(symbol=code)
 
@@ -268,7 +240,7 @@ def _call_baostock(code: str, start: dt.date, end: dt.date) -> pd.DataFrame:
                 baostock.logout()
 
 
-def _check_baostock(result: object, step: str) -> None:
+def _check_baostock(result: Any, step: str) -> None:
     """baostock reports failures in ``error_code``; codes 10002xxx are network errors."""
     if result is None:
         raise RuntimeError(f"baostock {step} returned nothing")
@@ -440,7 +412,10 @@ def fetch(
         table = pd.DataFrame({"date": pd.Series([], dtype=DATE_DTYPE)})
     else:
         table = MAPPERS[source](frame)
-    table = _in_range(table, source, symbol, start, end)
+    table = bars.select_dates(
+        table, start, end, f"data.source {source}: {symbol}", error=SourceError,
+        hint="check data.symbol and the dates",
+    )
     bars.validate_bars(table, f"{source}:{code}")
     return table
 
@@ -466,28 +441,6 @@ def _raise_failure(source: str, where: str, kind: Optional[str], what: str, atte
         f"{where}: the {LIBRARIES[source]} call failed ({what}): check data.symbol and the "
         f"dates; if it persists, update the library (pip install -U 'nextclose[{source}]')"
     ) from None
-
-
-def _in_range(
-    table: pd.DataFrame, source: str, symbol: str, start: Optional[dt.date], end: Optional[dt.date]
-) -> pd.DataFrame:
-    """Rows with ``start <= date <= end``; none at all is a :class:`SourceError`."""
-    keep = np.ones(len(table), dtype=bool)
-    if len(table):
-        if start is not None:
-            keep &= (table["date"] >= pd.Timestamp(start)).to_numpy()
-        if end is not None:
-            keep &= (table["date"] <= pd.Timestamp(end)).to_numpy()
-    if not len(table) or not keep.any():
-        answer = "" if not len(table) else (
-            f" (the answer runs from {table['date'].iloc[0]:%Y-%m-%d} "
-            f"to {table['date'].iloc[-1]:%Y-%m-%d})"
-        )
-        raise SourceError(
-            f"data.source {source}: no bars for {symbol} between {start or 'the first day'} and "
-            f"{end or 'today'}{answer}: check data.symbol and the dates"
-        )
-    return table.loc[keep].reset_index(drop=True)
 
 
 # --- provenance ------------------------------------------------------------------------------

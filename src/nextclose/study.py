@@ -5,6 +5,8 @@ No MLflow and no printing here; the tune stage does that.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -13,11 +15,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import optuna
+from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
-from nextclose.params import TuneParams
+from nextclose.params import Params, TuneParams
+from nextclose.search_space import SEARCHED
 
 DEFAULT_JOURNAL = "optuna-journal.log"
 # A trial whose worker has not written a heartbeat for this long is taken for dead,
@@ -45,11 +49,11 @@ def open_storage(location: str) -> optuna.storages.BaseStorage:
     (or a shared NFS folder); a server database for workers on several machines.
     """
     if location.startswith("redis://") or location.startswith("rediss://"):
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(location))
+        return optuna.storages.JournalStorage(JournalRedisBackend(location))
     if "://" in location:
         return _open_rdb(location)
     Path(location).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(location))
+    return optuna.storages.JournalStorage(JournalFileBackend(location))
 
 
 def _open_rdb(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
@@ -72,24 +76,38 @@ def display_location(location: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", location)
 
 
-def search_space(tune: TuneParams) -> dict[str, dict[str, object]]:
+def search_space(tune: TuneParams) -> dict[str, dict[str, Any]]:
     """The ranges searched, as recorded in the study and in the fingerprint."""
-    return {
-        "model.hidden_units": {"low": tune.hidden_units_min, "high": tune.hidden_units_max, "log": True},
-        "train.learning_rate": {"low": tune.learning_rate_min, "high": tune.learning_rate_max, "log": True},
-        "train.steps": {"low": tune.steps_min, "high": tune.steps_max, "step": tune.steps_step},
-    }
+    return {searched.name: searched.bounds(tune) for searched in SEARCHED}
 
 
-def suggest_params(trial: optuna.Trial, tune: TuneParams) -> dict[str, object]:
+def suggest_params(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
     """Every ``trial.suggest_*`` of the search, in one place."""
+    return {searched.name: searched.suggest(trial, tune) for searched in SEARCHED}
+
+
+def with_trial_values(params: Params, values: dict[str, Any]) -> Params:
+    """``params`` with the searched ``{"section.key": value}`` replaced (the kind is always lstm)."""
+    sections: dict[str, dict[str, Any]] = {"model": {"kind": "lstm"}}
+    for searched in SEARCHED:
+        sections.setdefault(searched.section, {})[searched.key] = searched.coerce(values[searched.name])
+    return dataclasses.replace(params, **{
+        section: dataclasses.replace(getattr(params, section), **changes)
+        for section, changes in sections.items()
+    })
+
+
+# The sections the objective reads; all their keys but the searched ones and these are fixed
+# settings: a change to any starts a new study. The kind is always lstm; log_every paces printing.
+FIXED_SECTIONS = ("base", "model", "train")
+NEVER_FIXED = frozenset({"model.kind", "train.log_every"})
+
+
+def fixed_settings(params: Params) -> dict[str, object]:
+    """What the objective reads besides the searched values: a change starts a new study."""
+    searched = {row.name for row in SEARCHED}
     return {
-        "model.hidden_units": trial.suggest_int(
-            "model.hidden_units", tune.hidden_units_min, tune.hidden_units_max, log=True),
-        "train.learning_rate": trial.suggest_float(
-            "train.learning_rate", tune.learning_rate_min, tune.learning_rate_max, log=True),
-        "train.steps": trial.suggest_int(
-            "train.steps", tune.steps_min, tune.steps_max, step=tune.steps_step),
+        k: v for k, v in params.section_dict(*FIXED_SECTIONS).items() if k not in searched | NEVER_FIXED
     }
 
 
@@ -97,6 +115,53 @@ def study_fingerprint(data_sha256: str, space: dict, fixed: dict) -> str:
     """Changes whenever the data, the search space or a setting the objective reads changes."""
     blob = json.dumps({"data": data_sha256, "space": space, "fixed": fixed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def data_identity(prepared_summary: dict[str, Any]) -> str:
+    """What identifies the prepared data for the fingerprint: the source's hash, the split
+    and the normalisation (the content of ``prepared.json`` that training reads)."""
+    return (prepared_summary["source_sha256"] + json.dumps(prepared_summary["splits"], sort_keys=True)
+            + json.dumps(prepared_summary["normalisation"]))
+
+
+def open_study(params: Params, prepared_summary: dict[str, Any], location: str) -> tuple[optuna.Study, bool, list[str]]:
+    """Load or create the study for this data, search space and fixed settings.
+
+    Returns the study, whether it is new, and the names of the other studies
+    of ``tune.study_name`` in the storage (earlier data or search spaces).
+    """
+    space = search_space(params.tune)
+    fixed = fixed_settings(params)
+    fingerprint = study_fingerprint(data_identity(prepared_summary), space, fixed)
+    name = f"{params.tune.study_name}-{fingerprint}"
+    storage = open_storage(location)
+    existing = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    others = [s for s in existing if s.startswith(f"{params.tune.study_name}-") and s != name]
+    pruner = make_pruner(params.tune.pruner, params.train.eval_every, params.tune.steps_max)
+    study = optuna.create_study(
+        study_name=name, storage=storage, pruner=pruner, direction="minimize", load_if_exists=True,
+    )
+    study.sampler = make_sampler(params.tune.seed, len(study.get_trials(deepcopy=False)))
+    if name not in existing:
+        study.set_user_attr("search_space", space)
+        study.set_user_attr("data_sha256", prepared_summary["source_sha256"])
+        study.set_user_attr("fixed_settings", fixed)
+    return study, name not in existing, others
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state, every state named (lower case), zero included."""
+    counts = collections.Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    return {state.name.lower(): counts.get(state.name, 0) for state in optuna.trial.TrialState}
+
+
+def best_values(study: optuna.Study) -> Optional[dict[str, Any]]:
+    """The best trial's number, value and params, or None before any trial completed."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None
+    return {"trial": best.number, "value": best.value, "params": dict(best.params)}
 
 
 def make_sampler(seed: int, trials_so_far: int) -> optuna.samplers.TPESampler:
@@ -119,7 +184,7 @@ def make_pruner(kind: str, eval_every: int, max_steps: int) -> optuna.pruners.Ba
     return optuna.pruners.NopPruner()
 
 
-def _this_process() -> dict[str, object]:
+def _this_process() -> dict[str, Any]:
     import psutil
 
     process = psutil.Process()

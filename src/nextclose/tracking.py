@@ -11,7 +11,7 @@ import os
 import subprocess
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 EXPERIMENT_PREFIX = "nextclose"
 # `dvc exp run --temp` and `--queue` run stages in a copy under this folder of the workspace.
@@ -97,7 +97,7 @@ def run_tags(stage: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[object]:
+def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[Any]:
     """Open the MLflow run of one stage in the experiment ``nextclose-<stage>``.
 
     One experiment per stage kind keeps the UI's compare view meaningful: every

@@ -17,38 +17,38 @@ import tensorflow as tf
 
 from nextclose import model as models
 from nextclose.errors import UserError
-from nextclose.features import Normalisation, Windows
+from nextclose.features import Normalisation, TrainingData, Windows
 from nextclose.params import ModelParams, TrainParams
 
 
 @dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """One row of the learning curve: optimizer steps done and the losses then."""
+class CurvePoint:
+    """One point of the learning curve: optimizer steps done and the losses then."""
 
     step: int
     loss: float
     val_loss: Optional[float] = None
-    last_prediction: Optional[float] = None  # the seed network's results[-1][-1]
+    last_prediction: Optional[float] = None  # the tutorial network's results[-1][-1]
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
     model: keras.Model
-    history: list[Evaluation]
+    history: list[CurvePoint]
     best_step: int
-    best_loss: float  # val_loss for the lstm (its best, whose weights are kept); the cost for seed
+    best_loss: float  # val_loss for the lstm (its best, whose weights are kept); the cost for tutorial
     steps_run: int
     stopped_early: bool
-    trained_inputs: Optional[np.ndarray] = None  # seed only: x after training (the tutorial trains it)
-    trained_targets: Optional[np.ndarray] = None  # seed only: y after training
+    trained_inputs: Optional[np.ndarray] = None  # tutorial only: x after training (the tutorial trains it)
+    trained_targets: Optional[np.ndarray] = None  # tutorial only: y after training
 
 
 class TrainingDiverged(UserError, ValueError):
     """The loss became NaN or infinite; the message says what to change."""
 
 
-# Called after each evaluation; raising (e.g. optuna.TrialPruned) stops training.
-OnEvaluation = Callable[[Evaluation], None]
+# Called at each point of the learning curve; raising (e.g. optuna.TrialPruned) stops training.
+OnPoint = Callable[[CurvePoint], None]
 
 
 def set_determinism(seed: int) -> None:
@@ -92,7 +92,7 @@ def train_lstm(
     model_params: ModelParams,
     train_params: TrainParams,
     seed: int,
-    on_evaluation: Optional[OnEvaluation] = None,
+    on_point: Optional[OnPoint] = None,
 ) -> TrainResult:
     """Train the default model; keep the weights of the best validation loss.
 
@@ -124,7 +124,7 @@ def train_lstm(
             return i + 1, total + loss
 
         count = tf.shape(batches)[0]
-        _, total = tf.while_loop(lambda i, total: i < count, body, (tf.constant(0), 0.0))
+        _, total = tf.while_loop(lambda i, _total: i < count, body, (tf.constant(0), 0.0))
         return total / tf.cast(count, tf.float32)
 
     @tf.function(jit_compile=True)
@@ -139,11 +139,12 @@ def train_lstm(
 
     # Step 0 is the untrained model, i.e. the persistence forecast: training must beat it
     # on validation, or the model stays at "no change".
-    start = Evaluation(0, float(training_loss()), float(validation_loss()))
-    history: list[Evaluation] = [start]
-    best = (start.val_loss, 0, network.get_weights())
-    if on_evaluation is not None:
-        on_evaluation(start)
+    start_val_loss = float(validation_loss())
+    start = CurvePoint(0, float(training_loss()), start_val_loss)
+    history: list[CurvePoint] = [start]
+    best = (start_val_loss, 0, network.get_weights())
+    if on_point is not None:
+        on_point(start)
     done, evaluations_since_best, stopped_early = 0, 0, False
     loss_sum, loss_steps = 0.0, 0
     for size in _chunks(train_params.steps, train_params.eval_every, train_params.steps_per_call,
@@ -157,16 +158,17 @@ def train_lstm(
         loss_sum, loss_steps = loss_sum + mean_loss * size, loss_steps + size
         if done % train_params.eval_every and done != train_params.steps:
             continue
-        evaluation = Evaluation(done, loss_sum / loss_steps, float(validation_loss()))
+        val_loss = float(validation_loss())
+        point = CurvePoint(done, loss_sum / loss_steps, val_loss)
         loss_sum, loss_steps = 0.0, 0
-        history.append(evaluation)
-        if evaluation.val_loss < best[0]:
-            best = (evaluation.val_loss, done, network.get_weights())
+        history.append(point)
+        if val_loss < best[0]:
+            best = (val_loss, done, network.get_weights())
             evaluations_since_best = 0
         else:
             evaluations_since_best += 1
-        if on_evaluation is not None:
-            on_evaluation(evaluation)
+        if on_point is not None:
+            on_point(point)
         if train_params.patience is not None and evaluations_since_best >= train_params.patience:
             stopped_early = done < train_params.steps
             break
@@ -174,13 +176,13 @@ def train_lstm(
     return TrainResult(network, history, best[1], float(best[0]), done, stopped_early)
 
 
-def train_seed(
+def train_tutorial(
     x: np.ndarray,
     y: np.ndarray,
     model_params: ModelParams,
     train_params: TrainParams,
     seed: int,
-    on_evaluation: Optional[OnEvaluation] = None,
+    on_point: Optional[OnPoint] = None,
 ) -> TrainResult:
     """Train the tutorial's network exactly as the tutorial does.
 
@@ -193,7 +195,7 @@ def train_seed(
     """
     set_determinism(seed)
     n_step = len(y)
-    network = models.SeedNetwork(n_step, model_params.hidden_units)
+    network = models.TutorialNetwork(n_step, model_params.hidden_units)
     inputs = tf.Variable(x[None], dtype=tf.float32, name="x")  # one sequence: a batch of 1
     targets = tf.Variable(y, dtype=tf.float32, name="y")
     variables = network.trainable_variables + [inputs, targets]
@@ -206,7 +208,7 @@ def train_seed(
     def run_steps(count):
         def body(i):
             with tf.GradientTape() as tape:
-                cost = models.seed_cost(network(inputs), targets)
+                cost = models.tutorial_cost(network(inputs), targets)
             optimizer.apply(tape.gradient(cost, variables), variables)
             return (i + 1,)
 
@@ -216,9 +218,9 @@ def train_seed(
     @tf.function(jit_compile=True)
     def cost_and_last_prediction():
         results = network(inputs)
-        return models.seed_cost(results, targets), results[-1][-1]
+        return models.tutorial_cost(results, targets), results[-1][-1]
 
-    history: list[Evaluation] = []
+    history: list[CurvePoint] = []
     done = 0
     # Boundaries after updates 1, 1 + every, 1 + 2 every, ...: the tutorial's i = 0, every, ...
     for size in _chunks(train_params.steps, train_params.eval_every, train_params.steps_per_call, 1):
@@ -231,15 +233,30 @@ def train_seed(
             # Gradients through the year-long recurrence can overflow float32; the tutorial's
             # TF1 code does the same for some initialisations (see bench/).
             raise TrainingDiverged(
-                f"the seed network's cost became {float(cost)} by update {done - 1}: its gradients "
+                f"the tutorial network's cost became {float(cost)} by update {done - 1}: its gradients "
                 f"through the {n_step}-step recurrence overflowed, as the tutorial's own code does "
                 f"for some starting weights; try another base.seed or a lower train.learning_rate"
             )
-        evaluation = Evaluation(done - 1, float(cost), None, float(last))
-        history.append(evaluation)
-        if on_evaluation is not None:
-            on_evaluation(evaluation)
+        point = CurvePoint(done - 1, float(cost), None, float(last))
+        history.append(point)
+        if on_point is not None:
+            on_point(point)
     final = history[-1]
     return TrainResult(
         network, history, final.step, final.loss, done, False, inputs.numpy()[0], targets.numpy()
+    )
+
+
+def train_model(
+    data: TrainingData,
+    model_params: ModelParams,
+    train_params: TrainParams,
+    seed: int,
+    on_point: Optional[OnPoint] = None,
+) -> TrainResult:
+    """Train ``model_params.kind`` on the prepared data: the one entry point of train and tune."""
+    if model_params.kind == "tutorial":
+        return train_tutorial(data.tutorial_x, data.tutorial_y, model_params, train_params, seed, on_point)
+    return train_lstm(
+        data.train, data.validation, data.normalisation, model_params, train_params, seed, on_point
     )

@@ -1,27 +1,17 @@
 """Stage 2: train the model kind chosen in params on the prepared data.
 
-Writes ``models/model.keras`` (native Keras format), ``models/train.json``
-(what evaluate needs: the kind, the MLflow run and model, the final figures;
-for the seed kind also ``models/seed_state.npz``, the trained x and y) and
-``reports/train_history.csv`` (``step,loss[,val_loss]``, a DVC plot).
+Writes ``models/`` (``model.keras``, ``train.json``: the kind, the MLflow run and
+model, the final figures; for the tutorial kind also ``tutorial_state.npz``, the
+trained x and y) and ``reports/train_history.csv`` (``step,loss[,val_loss]``, a DVC plot).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from pathlib import Path
-from typing import Optional
+from typing import Any
 
-import numpy as np
-
-from nextclose import atomic, registry, training
+from nextclose import layout, registry, training
 from nextclose.params import Params
-from nextclose.stages.prepare import PREPARED_DIR, load_normalisation, load_windows
-
-MODELS_DIR = Path("models")
-HISTORY_FILE = Path("reports/train_history.csv")
 
 
 class Progress:
@@ -33,36 +23,36 @@ class Progress:
         self.kind = kind
         self.printed_block = -1
         self.printed_step = -1
-        self.bar = None
+        self.bar: Any = None
         if sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="step", desc=f"train {kind}", dynamic_ncols=True)
 
-    def line(self, evaluation: training.Evaluation) -> str:
-        if self.kind == "seed":  # the tutorial's own print: cost, then the last prediction
-            return f"step {evaluation.step}: cost {evaluation.loss:.6g} last prediction {evaluation.last_prediction:.6g}"
-        text = f"step {evaluation.step}/{self.total}: loss {evaluation.loss:.4f}"
-        return text + (f" val_loss {evaluation.val_loss:.4f}" if evaluation.val_loss is not None else "")
+    def line(self, point: training.CurvePoint) -> str:
+        if self.kind == "tutorial":  # the tutorial's own print: cost, then the last prediction
+            return f"step {point.step}: cost {point.loss:.6g} last prediction {point.last_prediction:.6g}"
+        text = f"step {point.step}/{self.total}: loss {point.loss:.4f}"
+        return text + (f" val_loss {point.val_loss:.4f}" if point.val_loss is not None else "")
 
-    def __call__(self, evaluation: training.Evaluation) -> None:
+    def __call__(self, point: training.CurvePoint) -> None:
         if self.bar is not None:
-            self.bar.update(evaluation.step + (1 if self.kind == "seed" else 0) - self.bar.n)
-            postfix = {"loss": f"{evaluation.loss:.4g}"}
-            if evaluation.val_loss is not None:
-                postfix["val_loss"] = f"{evaluation.val_loss:.4g}"
+            self.bar.update(point.step + (1 if self.kind == "tutorial" else 0) - self.bar.n)
+            postfix = {"loss": f"{point.loss:.4g}"}
+            if point.val_loss is not None:
+                postfix["val_loss"] = f"{point.val_loss:.4g}"
             self.bar.set_postfix(postfix)
-            if self.kind == "seed" and evaluation.step % self.log_every == 0:
-                self.bar.write(self.line(evaluation))
+            if self.kind == "tutorial" and point.step % self.log_every == 0:
+                self.bar.write(self.line(point))
             return
-        block = evaluation.step // self.log_every
+        block = point.step // self.log_every
         if block > self.printed_block:
             self.printed_block = block
-            self.printed_step = evaluation.step
-            print(self.line(evaluation), flush=True)
+            self.printed_step = point.step
+            print(self.line(point), flush=True)
 
     def close(self, result: training.TrainResult) -> None:
-        """Close the bar and make sure the last evaluation was shown."""
+        """Close the bar and make sure the last point was shown."""
         if self.bar is not None:
             self.bar.close()
         last = result.history[-1]
@@ -70,56 +60,29 @@ class Progress:
             print(self.line(last), flush=True)
 
 
-def history_csv(history: list[training.Evaluation], with_validation: bool) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", "loss", "val_loss"] if with_validation else ["step", "loss"])
-    for row in history:
-        values = [row.step, repr(row.loss)]
-        writer.writerow(values + [repr(row.val_loss)] if with_validation else values)
-    return out.getvalue()
-
-
-def run_training(params: Params, on_evaluation: Optional[training.OnEvaluation] = None) -> training.TrainResult:
-    """Train ``params.model.kind`` on ``data/prepared``: the one entry point train and tune share."""
-    if params.model.kind == "seed":
-        with np.load(PREPARED_DIR / "seed.npz") as seed:
-            x, y = seed["x"], seed["y"]
-        return training.train_seed(x, y, params.model, params.train, params.base.seed, on_evaluation)
-    splits = load_windows()
-    return training.train_lstm(
-        splits["train"], splits["validation"], load_normalisation(), params.model, params.train,
-        params.base.seed, on_evaluation,
-    )
-
-
-def lstm_input_example() -> np.ndarray:
-    """A few prepared validation windows: the input example of a logged lstm model."""
-    return load_windows()["validation"].inputs[:5]
-
-
 def main(params: Params) -> None:
     import mlflow
 
     from nextclose import tracking
 
+    data = layout.read_training_data()
+    tutorial_kind = params.model.kind == "tutorial"
     with tracking.stage_run("train", run_name=f"train-{params.model.kind}") as run:
         mlflow.log_params(params.section_dict("base", "model", "train"))
         mlflow.log_param("features.window", params.features.window)
         progress = Progress(params.train.steps, params.train.log_every, params.model.kind)
 
-        def on_evaluation(evaluation: training.Evaluation) -> None:
-            metrics = {"loss": evaluation.loss}
-            if evaluation.val_loss is not None:
-                metrics["val_loss"] = evaluation.val_loss
-            mlflow.log_metrics(metrics, step=evaluation.step)
-            progress(evaluation)
+        def on_point(point: training.CurvePoint) -> None:
+            metrics: dict[str, float] = {"loss": point.loss}
+            if point.val_loss is not None:
+                metrics["val_loss"] = point.val_loss
+            mlflow.log_metrics(metrics, step=point.step)
+            progress(point)
 
-        result = run_training(params, on_evaluation)
+        result = training.train_model(data, params.model, params.train, params.base.seed, on_point)
         progress.close(result)
-        seed_kind = params.model.kind == "seed"
         final = result.history[-1]
-        summary = {
+        summary: dict[str, Any] = {
             "kind": params.model.kind,
             "run_id": run.info.run_id,
             "experiment_id": run.info.experiment_id,
@@ -128,39 +91,38 @@ def main(params: Params) -> None:
             "best_step": result.best_step,
             "final_loss": final.loss,
         }
-        if seed_kind:
+        if tutorial_kind:
             summary["final_cost"] = final.loss
             summary["final_last_prediction"] = final.last_prediction
-            mlflow.log_metrics({"final_cost": final.loss, "final_last_prediction": final.last_prediction})
-            with np.load(PREPARED_DIR / "seed.npz") as seed:
-                input_example = seed["x"][None]  # the network reads one year as one sequence
+            mlflow.log_metrics({"final_cost": final.loss, "final_last_prediction": summary["final_last_prediction"]})
+            input_example = data.tutorial_x[None]  # the network reads one year as one sequence
         else:
             summary["best_val_loss"] = result.best_loss
             summary["final_val_loss"] = final.val_loss
             mlflow.log_metrics({
                 "best_val_loss": result.best_loss, "best_step": result.best_step,
-                "final_loss": final.loss, "final_val_loss": final.val_loss,
+                "final_loss": final.loss, "final_val_loss": summary["final_val_loss"],
                 "steps_run": result.steps_run,
             })
-            input_example = lstm_input_example()
+            input_example = data.validation.inputs[:5]
+        name = registry.registered_name(params.model.kind)
         logged = tracking.log_keras_model(
-            result.model, input_example, registered_model_name=registry.registered_name(params.model.kind),
-            exported=seed_kind,  # SeedNetwork is a custom class; its graph loads without nextclose
+            result.model, input_example, registered_model_name=name,
+            exported=tutorial_kind,  # TutorialNetwork is a custom class; its graph loads without nextclose
         )
         summary["model_uri"] = logged.model_uri
         summary["model_id"] = logged.model_id
-        summary["registered_model"] = registry.registered_name(params.model.kind)
+        summary["registered_model"] = name
         summary["registered_version"] = logged.registered_model_version
 
         # Files last, each in one rename, so a failure above leaves the old outputs whole.
-        with atomic.new_directory(MODELS_DIR) as staging:
-            result.model.save(staging / "model.keras")
-            if seed_kind:
-                np.savez(staging / "seed_state.npz", x=result.trained_inputs, y=result.trained_targets)
-            atomic.write_json(staging / "train.json", summary)
-        atomic.write_text(HISTORY_FILE, history_csv(result.history, not seed_kind))
-        mlflow.log_artifact(str(HISTORY_FILE))
-    where = f"best val_loss {result.best_loss:.4f} at step {result.best_step}" if not seed_kind else (
-        f"final cost {final.loss:.6g}"
+        tutorial_state = None
+        if result.trained_inputs is not None and result.trained_targets is not None:
+            tutorial_state = (result.trained_inputs, result.trained_targets)
+        layout.write_models(result.model, summary, tutorial_state)
+        layout.write_history(result.history, with_validation=not tutorial_kind)
+        mlflow.log_artifact(str(layout.HISTORY_FILE))
+    where = f"final cost {final.loss:.6g}" if tutorial_kind else (
+        f"best val_loss {result.best_loss:.4f} at step {result.best_step}"
     )
     print(f"trained {params.model.kind} for {result.steps_run} steps: {where}; MLflow run {run.info.run_id}")

@@ -8,33 +8,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
 
-from nextclose import atomic
+from nextclose import atomic, layout
 from nextclose.params import ParamsError, parse_params
 
-TUNED_KEYS = (("model", "hidden_units"), ("train", "learning_rate"), ("train", "steps"))
 
-
-def read_best(path: Path) -> dict[tuple[str, str], object]:
-    try:
-        best = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ParamsError(f"{path}: not found; run `nextclose tune` (or dvc repro) first") from None
-    if not isinstance(best, dict) or best.get("best_value") is None:
-        raise ParamsError(f"{path}: holds no best trial yet (no trial has completed)")
-    values = {}
-    for section, key in TUNED_KEYS:
-        try:
-            values[(section, key)] = best[section][key]
-        except (KeyError, TypeError):
-            raise ParamsError(f"{path}: {section}.{key}: missing key") from None
-    return values
-
-
-def apply(params_text: str, best: dict[tuple[str, str], object]) -> str:
+def apply(params_text: str, best: dict[tuple[str, str], Any]) -> str:
     """``params_text`` with the tuned values set, every comment and blank line kept."""
     round_trip = YAML()
     round_trip.preserve_quotes = True
@@ -56,7 +39,7 @@ def main(params_path: str, best_path: str) -> None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
-    best = read_best(Path(best_path))
+    best = layout.read_best_params(Path(best_path))
     updated = apply(text, best)
     parse_params(yaml.safe_load(updated), str(path))  # never write a file the stages would refuse
     atomic.write_text(path, updated)

@@ -1,0 +1,244 @@
+"""Where every stage's files live and what is in them: the one owner of the file formats.
+
+Paths are relative to the working directory (the repository root, where DVC runs
+the stages). Writers replace a file or a directory in one rename
+(:mod:`nextclose.atomic`), so a failure leaves the previous outputs whole; readers
+turn the files back into the core's values.
+
+- ``data/raw/``: ``bars.csv`` as the source gave it, ``raw.json`` where it came from.
+- ``data/prepared/``: ``bars.csv`` (checked bars with their split), ``windows.npz``
+  (the default model's samples per split), ``tutorial.npz`` (the tutorial's x, y and
+  target dates), ``prepared.json`` (split dates, counts, normalisation, source hash).
+- ``models/``: ``model.keras``, ``train.json`` (the kind, the run, the final figures)
+  and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
+- ``reports/``: ``train_history.csv``, ``metrics.json``, ``predictions.csv``,
+  ``best_params.yaml`` and ``tune.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from nextclose import atomic, features
+from nextclose.errors import UserError
+from nextclose.params import ParamsError
+from nextclose.search_space import SEARCHED
+
+if TYPE_CHECKING:  # types only: importing them would make every stage depend on their modules
+    from nextclose.preparation import Prepared
+    from nextclose.training import CurvePoint
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+MODELS_DIR = Path("models")
+HISTORY_FILE = Path("reports/train_history.csv")
+METRICS_FILE = Path("reports/metrics.json")
+PREDICTIONS_FILE = Path("reports/predictions.csv")
+BEST_PARAMS_FILE = Path("reports/best_params.yaml")
+TUNE_REPORT_FILE = Path("reports/tune.json")
+
+MODEL_FILE = "model.keras"
+TRAIN_SUMMARY_FILE = "train.json"
+TUTORIAL_STATE_FILE = "tutorial_state.npz"
+
+
+class MissingOutput(UserError, FileNotFoundError):
+    """An input a stage needs is not there; the message names the stage that makes it."""
+
+
+def _require(path: Path, made_by: str) -> Path:
+    if not path.exists():
+        raise MissingOutput(f"{path}: not found; run `nextclose {made_by}` (or dvc repro) first")
+    return path
+
+
+# --- data/raw ----------------------------------------------------------------------------------
+
+
+def write_raw(table: pd.DataFrame, metadata: dict[str, object], directory: Path = RAW_DIR) -> None:
+    """Keep the source's bars as read, so a commit pins exactly the data it used."""
+    with atomic.new_directory(directory) as staging:
+        table.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+        (staging / "raw.json").write_text(json.dumps(metadata, indent=2) + "\n")
+
+
+def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.DataFrame]]:
+    """The metadata and bars of an earlier fetch, or None when there is none to read."""
+    meta_file, bars_file = directory / "raw.json", directory / "bars.csv"
+    if not meta_file.exists() or not bars_file.exists():
+        return None
+    table = pd.read_csv(bars_file, parse_dates=["date"])
+    numbers = [column for column in table.columns if column != "date"]
+    table[numbers] = table[numbers].astype(np.float64)
+    return json.loads(meta_file.read_text()), table
+
+
+# --- data/prepared -----------------------------------------------------------------------------
+
+
+def write_prepared(prepared: Prepared, directory: Path = PREPARED_DIR) -> None:
+    """Write all of ``prepared`` into ``directory``, replaced whole or not at all."""
+    with atomic.new_directory(directory) as staging:
+        prepared.bars.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+        arrays = {}
+        for name, part in prepared.splits.items():
+            for field in dataclasses.fields(features.Windows):
+                arrays[f"{name}_{field.name}"] = getattr(part, field.name)
+        np.savez(staging / "windows.npz", **arrays)
+        np.savez(staging / "tutorial.npz", x=prepared.tutorial_x, y=prepared.tutorial_y,
+                 target_dates=prepared.tutorial_target_dates)
+        (staging / "prepared.json").write_text(json.dumps(prepared.summary(), indent=2) + "\n")
+
+
+def read_windows(directory: Path = PREPARED_DIR) -> dict[str, features.Windows]:
+    """The per-split samples written by :func:`write_prepared`."""
+    with np.load(_require(directory / "windows.npz", "prepare")) as arrays:
+        return {
+            name: features.Windows(
+                *(arrays[f"{name}_{field.name}"] for field in dataclasses.fields(features.Windows))
+            )
+            for name in features.SPLITS
+        }
+
+
+def read_summary(directory: Path = PREPARED_DIR) -> dict[str, Any]:
+    """``prepared.json``: split dates and counts, the normalisation, the source's hash."""
+    return json.loads(_require(directory / "prepared.json", "prepare").read_text())
+
+
+def read_normalisation(directory: Path = PREPARED_DIR) -> features.Normalisation:
+    stats = read_summary(directory)["normalisation"]
+    return features.Normalisation(
+        tuple(stats["feature_names"]), tuple(stats["mean"]), tuple(stats["std"]), stats["target_scale"]
+    )
+
+
+def read_tutorial_sequence(directory: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The tutorial's x, y and the date of each target."""
+    with np.load(_require(directory / "tutorial.npz", "prepare")) as arrays:
+        return arrays["x"], arrays["y"], arrays["target_dates"]
+
+
+def read_training_data(directory: Path = PREPARED_DIR) -> features.TrainingData:
+    """What training may read (never the test split)."""
+    windows = read_windows(directory)
+    x, y, _ = read_tutorial_sequence(directory)
+    return features.TrainingData(windows["train"], windows["validation"], read_normalisation(directory), x, y)
+
+
+def read_prepared_bars(directory: Path = PREPARED_DIR) -> pd.DataFrame:
+    """The checked bars of the date range with their ``split`` column (dates as text)."""
+    return pd.read_csv(_require(directory / "bars.csv", "prepare"))
+
+
+# --- models/ -----------------------------------------------------------------------------------
+
+
+def write_models(
+    model: Any, summary: dict[str, object], tutorial_state: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    directory: Path = MODELS_DIR,
+) -> None:
+    """The trained model (anything with Keras' ``save``), its summary and the tutorial's
+    trained data, replacing ``directory`` in one rename."""
+    with atomic.new_directory(directory) as staging:
+        model.save(staging / MODEL_FILE)
+        if tutorial_state is not None:
+            x, y = tutorial_state
+            np.savez(staging / TUTORIAL_STATE_FILE, x=x, y=y)
+        atomic.write_json(staging / TRAIN_SUMMARY_FILE, summary)
+
+
+def model_file(directory: Path = MODELS_DIR) -> Path:
+    return _require(directory / MODEL_FILE, "train")
+
+
+def read_train_summary(directory: Path = MODELS_DIR) -> dict[str, Any]:
+    return json.loads(_require(directory / TRAIN_SUMMARY_FILE, "train").read_text())
+
+
+def read_tutorial_state(directory: Path = MODELS_DIR) -> tuple[np.ndarray, np.ndarray]:
+    """The tutorial's x and y as training left them (its optimizer trains the data)."""
+    with np.load(_require(directory / TUTORIAL_STATE_FILE, "train")) as state:
+        return state["x"], state["y"]
+
+
+# --- reports/ ----------------------------------------------------------------------------------
+
+
+def history_csv(history: Sequence[CurvePoint], with_validation: bool) -> str:
+    """The learning curve: ``step,loss[,val_loss]``, exact floats."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["step", "loss", "val_loss"] if with_validation else ["step", "loss"])
+    for row in history:
+        values = [row.step, repr(row.loss)]
+        writer.writerow(values + [repr(row.val_loss)] if with_validation else values)
+    return out.getvalue()
+
+
+def write_history(history: Sequence[CurvePoint], with_validation: bool, path: Path = HISTORY_FILE) -> None:
+    atomic.write_text(path, history_csv(history, with_validation))
+
+
+def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
+    return pd.read_csv(_require(path, "train"))
+
+
+def predictions_csv(predictions: pd.DataFrame) -> str:
+    out = io.StringIO()
+    predictions.to_csv(out, index=False, lineterminator="\n")
+    return out.getvalue()
+
+
+def write_evaluation(report: dict[str, object], predictions_text: str,
+                     metrics_file: Path = METRICS_FILE, predictions_file: Path = PREDICTIONS_FILE) -> None:
+    atomic.write_json(metrics_file, report)
+    atomic.write_text(predictions_file, predictions_text)
+
+
+def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """``best_params.yaml``: the study, its best value and the best values by section."""
+    document: dict[str, Any] = {"study_name": study_name, "best_value": None}
+    if best is None:
+        return document
+    document["best_value"] = best["value"]
+    for searched in SEARCHED:
+        document.setdefault(searched.section, {})[searched.key] = searched.coerce(best["params"][searched.name])
+    return document
+
+
+def write_tune_reports(best_params: dict[str, Any], report: dict[str, Any],
+                       best_file: Path = BEST_PARAMS_FILE, report_file: Path = TUNE_REPORT_FILE) -> None:
+    atomic.write_text(best_file, yaml.safe_dump(best_params, sort_keys=False))
+    atomic.write_json(report_file, report)
+
+
+def read_best_params(path: Path = BEST_PARAMS_FILE) -> dict[tuple[str, str], Any]:
+    """The tuned values of ``best_params.yaml`` by ``(section, key)``; refuses a file
+    without a best trial or with a value missing."""
+    try:
+        best = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found; run `nextclose tune` (or dvc repro) first") from None
+    if not isinstance(best, dict) or best.get("best_value") is None:
+        raise ParamsError(f"{path}: holds no best trial yet (no trial has completed)")
+    values = {}
+    for searched in SEARCHED:
+        try:
+            raw = best[searched.section][searched.key]
+        except (KeyError, TypeError):
+            raise ParamsError(f"{path}: {searched.name}: missing key") from None
+        try:
+            values[(searched.section, searched.key)] = searched.coerce(raw, f"{path}: {searched.name}")
+        except ValueError as error:
+            raise ParamsError(str(error)) from None
+    return values

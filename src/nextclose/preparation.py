@@ -1,0 +1,84 @@
+"""From checked bars to the prepared data set: the date range, the split, the windows,
+the normalisation and the tutorial's sequence. Plain values in, plain values out."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nextclose import bars, features
+from nextclose.params import DataParams, FeatureParams, SplitParams
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """Everything the prepare stage computes, before anything is written."""
+
+    source: str
+    bars: pd.DataFrame  # the date range's checked bars, with a `split` column
+    splits: dict[str, features.Windows]
+    normalisation: features.Normalisation
+    tutorial_x: np.ndarray
+    tutorial_y: np.ndarray
+    source_hash: str
+
+    @property
+    def tutorial_target_dates(self) -> np.ndarray:
+        """The date of each of the tutorial's targets: every day but the first."""
+        return self.bars["date"].to_numpy().astype("datetime64[D]")[1:]
+
+    def summary(self) -> dict[str, Any]:
+        """The content of ``prepared.json``."""
+        split_info = {}
+        for name, part in self.splits.items():
+            first, last = features.date_range(part.target_dates) or (None, None)
+            split_info[name] = {"samples": int(len(part.targets)), "first_target": first, "last_target": last}
+        return {
+            "source": self.source,
+            "source_sha256": self.source_hash,
+            "rows": int(len(self.bars)),
+            "first_date": self.bars["date"].iloc[0].strftime("%Y-%m-%d"),
+            "last_date": self.bars["date"].iloc[-1].strftime("%Y-%m-%d"),
+            "splits": split_info,
+            "normalisation": dataclasses.asdict(self.normalisation),
+            "tutorial": {"steps": int(len(self.tutorial_y))},
+        }
+
+
+def prepare(
+    table: pd.DataFrame, source: str, data: DataParams, split: SplitParams, feature: FeatureParams
+) -> Prepared:
+    """Check, cut and window the bars; raise ``DataError`` before anything is written."""
+    bars.validate_bars(table, source)
+    if feature.volume and "volume" not in table:
+        raise bars.DataError(
+            f"{source}: no volume column, but features.volume is true in params "
+            f"(set features.volume: false, or map the column with data.columns.volume)"
+        )
+    selected = bars.select_dates(table, data.start_date, data.end_date, source)
+    if not feature.volume:
+        selected = selected.drop(columns=["volume"], errors="ignore")
+    windows = features.make_windows(selected, feature)
+    if len(windows.targets) < 3 * features.MIN_SAMPLES_PER_SPLIT:
+        raise bars.DataError(
+            f"{source}: too few rows: {len(selected)} rows between data.start and data.end, "
+            f"but features.window={feature.window} plus "
+            f"{3 * features.MIN_SAMPLES_PER_SPLIT} samples for the three splits need "
+            f"{feature.window + 3 * features.MIN_SAMPLES_PER_SPLIT}"
+        )
+    boundaries = features.split_boundaries(windows.target_dates, split)
+    splits = features.split_windows(windows, boundaries, source, feature.window)
+    normalisation = features.fit_normalisation(splits["train"], features.feature_names(feature.volume))
+    validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
+    labelled = selected.copy()
+    labelled["split"] = np.where(
+        labelled["date"] < validation_start, "train",
+        np.where(labelled["date"] < test_start, "validation", "test"),
+    )
+    tutorial_x, tutorial_y = features.tutorial_sequence(selected)
+    return Prepared(
+        source, labelled, splits, normalisation, tutorial_x, tutorial_y, bars.bars_hash(selected)
+    )

@@ -1,0 +1,74 @@
+"""What the tests share: tiny params, synthetic bars. Imported as ``from helpers import ...``."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Small enough that a whole stage runs in seconds on two cores.
+TINY_OVERRIDES = {
+    "data": {"start": "2016-01-01", "end": "2017-06-30"},
+    "features": {"window": 10},
+    "model": {"hidden_units": 4},
+    "train": {"steps": 60, "batch_size": 16, "eval_every": 20, "steps_per_call": 10,
+              "log_every": 20, "patience": None},
+    "evaluate": {"arima": False, "arima_max_p": 1, "arima_max_q": 1},
+    "tune": {"n_trials": 3, "timeout": None, "hidden_units_min": 2, "hidden_units_max": 8,
+             "steps_min": 20, "steps_max": 60, "steps_step": 20},
+}
+
+
+def repo_params() -> dict:
+    """The committed params.yaml as a plain dict."""
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def merged(base: dict, overrides: dict) -> dict:
+    result = copy.deepcopy(base)
+    for section, values in overrides.items():
+        result.setdefault(section, {}).update(values)
+    return result
+
+
+def tiny_params(**overrides: dict) -> dict:
+    """params.yaml with tiny settings, then ``overrides`` (``section={key: value}``)."""
+    return merged(merged(repo_params(), TINY_OVERRIDES), overrides)
+
+
+def write_params(directory: Path, params: dict) -> Path:
+    path = directory / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+def random_walk_bars(n: int = 200, seed: int = 0, start: str = "2018-01-02") -> pd.DataFrame:
+    """Valid synthetic daily bars: a geometric random walk with consistent highs and lows."""
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    open_ = close * np.exp(rng.normal(0, 0.005, n))
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n))
+    dates = pd.bdate_range(start, periods=n)
+    return pd.DataFrame({"date": dates, "open": open_, "high": high, "low": low,
+                         "close": close, "volume": rng.integers(1_000, 10_000, n).astype(float)})
+
+
+def predictable_bars(n: int = 260) -> pd.DataFrame:
+    """Bars whose next move follows today's move (strong momentum): an LSTM can learn it."""
+    rng = np.random.default_rng(1)
+    returns = np.zeros(n)
+    for t in range(1, n):
+        returns[t] = 0.8 * returns[t - 1] + rng.normal(0, 0.01)
+    bars = random_walk_bars(n)
+    close = 100 * np.exp(np.cumsum(returns))
+    bars["open"] = np.r_[close[0], close[:-1]]
+    bars["close"] = close
+    bars["high"] = np.maximum(bars["open"], close) * 1.001
+    bars["low"] = np.minimum(bars["open"], close) * 0.999
+    return bars
