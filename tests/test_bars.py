@@ -146,8 +146,23 @@ def test_each_rule_names_source_row_and_rule(changes, message):
 
 
 def test_valid_bars_pass():
-    validate_bars(expected_table(), "prices.csv")
-    validate_bars(random_walk_bars(300), "walk")
+    assert validate_bars(expected_table(), "prices.csv") is None
+    assert validate_bars(random_walk_bars(300), "walk") is None
+
+
+@pytest.mark.parametrize("field, edge, over", [
+    ("low", lambda t: np.minimum(t["open"], t["close"]), 1e-9),     # low may touch min(open, close)
+    ("high", lambda t: np.maximum(t["open"], t["close"]), -1e-9),   # high may touch max(open, close)
+    ("volume", lambda t: t["volume"] * 0.0, -1e-9),                 # no trades is a volume
+])
+def test_each_rule_holds_exactly_at_its_edge(field, edge, over):
+    """On the edge the bars pass; a hair beyond it they are refused, so the rules are <= and >=."""
+    table = expected_table()
+    table[field] = edge(table)
+    assert validate_bars(table, "edge") is None
+    table.loc[1, field] = table.loc[1, field] + over * max(1.0, abs(table.loc[1, field]))
+    with pytest.raises(DataError, match=rf"edge: 2018-01-03: {field}"):
+        validate_bars(table, "edge")
 
 
 def test_empty_date_range_is_refused():

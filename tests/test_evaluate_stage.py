@@ -146,8 +146,14 @@ def test_evaluate_stage_end_to_end(workspace):
         assert set(scores) == set(SCORE_KEYS)
     n_test = prepared["splits"]["test"]["samples"]
     assert report["n_test"] == n_test == len(predictions)
-    persistence_rmse = report["baselines"]["persistence"]["rmse"]
-    assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / persistence_rmse)
+    # The ratio, from the bars themselves: each forecast against yesterday's close.
+    actual_closes = bars.loc[bars["split"] == "test", "close"].to_numpy()
+    yesterday = bars["close"].to_numpy()[bars.index[bars["split"] == "test"] - 1]
+    persistence_rmse = np.sqrt(np.mean((yesterday - actual_closes) ** 2))
+    for name in FORECASTERS:
+        scores = report if name == "model" else report["baselines"][name]
+        rmse = np.sqrt(np.mean((predictions[name].to_numpy() - actual_closes) ** 2))
+        assert scores["rmse_ratio_persistence"] == pytest.approx(rmse / persistence_rmse, rel=1e-9), name
     assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
 
     # The CSV holds the forecasts that were scored, on the test days only.

@@ -32,6 +32,8 @@ def test_point_metrics_on_hand_made_errors():
 
 
 def test_naive_scale_is_the_mean_absolute_training_change():
+    # The first change (10 -> 20) dominates: leaving it out, or any other, gives another figure.
+    assert metrics.naive_scale(np.array([10.0, 20.0, 21.0, 23.0])) == pytest.approx((10 + 1 + 2) / 3)
     assert metrics.naive_scale(np.array([10.0, 12.0, 11.0, 14.0])) == pytest.approx((2 + 1 + 3) / 3)
     with pytest.raises(ValueError, match="never change"):
         metrics.naive_scale(np.array([5.0, 5.0, 5.0]))

@@ -49,13 +49,99 @@ def test_lstm_loss_falls_and_beats_persistence_on_a_learnable_series():
     assert kept == pytest.approx(result.best_loss, rel=1e-4)
 
 
+def validation_loss_of(network, validation, normalisation) -> float:
+    predicted = np.asarray(network(validation.inputs), dtype=np.float64)
+    return float(np.mean(((predicted - validation.targets) / normalisation.target_scale) ** 2))
+
+
 def test_early_stopping_keeps_persistence_when_nothing_beats_it():
     parts, normalisation = splits_of(random_walk_bars(200))
     params = tiny(train={"steps": 400, "learning_rate": 0.05, "eval_every": 20, "patience": 2})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                  params.model, params.train, seed=0)
-    assert result.stopped_early and result.steps_run < 400
-    assert result.best_step == min(result.history, key=lambda e: e.val_loss).step
+    # A random walk has nothing to learn: no evaluation beats step 0, persistence.
+    assert [p.step for p in result.history] == [0, 20, 40]
+    assert all(p.val_loss > result.history[0].val_loss for p in result.history[1:])
+    assert result.stopped_early and result.steps_run == 40 and result.best_step == 0
+    # ...so the model handed back is the untrained one: it forecasts "no change" exactly.
+    assert np.all(np.asarray(result.model(parts["validation"].inputs)) == 0.0)
+    assert result.best_loss == result.history[0].val_loss
+
+
+def test_the_returned_model_has_the_best_weights_not_the_last():
+    parts, normalisation = splits_of(predictable_bars())
+    params = tiny(model={"hidden_units": 8}, train={"steps": 600, "learning_rate": 0.05, "eval_every": 25,
+                                                   "steps_per_call": 25, "patience": 3})
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=3)
+    best = min(result.history, key=lambda p: p.val_loss)
+    assert result.best_step == best.step > 0 and result.best_loss == best.val_loss
+    assert result.history[-1].val_loss > best.val_loss  # training went on past the best point
+    kept = validation_loss_of(result.model, parts["validation"], normalisation)
+    assert kept == pytest.approx(best.val_loss, rel=1e-5)
+    assert kept != pytest.approx(result.history[-1].val_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("patience", [1, 3])
+def test_patience_stops_exactly_that_many_evaluations_after_the_best(patience):
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny(train={"steps": 1000, "learning_rate": 0.05, "eval_every": 10, "patience": patience})
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=0)
+    assert result.steps_run == result.best_step + patience * 10
+    assert [p.step for p in result.history][-patience - 1] == result.best_step
+    assert result.stopped_early
+
+
+def test_no_patience_runs_every_step():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny(train={"steps": 60, "learning_rate": 0.05, "eval_every": 20, "patience": None})
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=0)
+    assert result.steps_run == 60 and not result.stopped_early
+    assert [p.step for p in result.history] == [0, 20, 40, 60]
+
+
+def test_steps_per_call_changes_speed_only():
+    parts, normalisation = splits_of(random_walk_bars(200))
+
+    def run(steps_per_call):
+        params = tiny(train={"steps": 60, "eval_every": 20, "steps_per_call": steps_per_call})
+        result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                     params.model, params.train, seed=4)
+        return result
+
+    one, many = run(1), run(20)
+    assert [p.step for p in one.history] == [p.step for p in many.history] == [0, 20, 40, 60]
+    assert [p.val_loss for p in one.history] == [p.val_loss for p in many.history]
+    # training losses are means of per-step losses summed in other groupings: equal to rounding
+    assert [p.loss for p in one.history] == pytest.approx([p.loss for p in many.history], rel=1e-6)
+    for a, b in zip(one.model.get_weights(), many.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stacked_layers_and_dropout_are_built_and_start_at_no_change():
+    parts, normalisation = splits_of(random_walk_bars(200))
+    params = tiny(model={"layers": 2, "dropout": 0.3}, train={"steps": 20, "eval_every": 10})
+    network = models.build_lstm(10, normalisation, params.model)
+    lstms = [layer for layer in network.layers if isinstance(layer, keras.layers.LSTM)]
+    dropouts = [layer for layer in network.layers if isinstance(layer, keras.layers.Dropout)]
+    assert [layer.return_sequences for layer in lstms] == [True, False]
+    assert [layer.rate for layer in dropouts] == [0.3]
+    assert np.all(np.asarray(network(parts["test"].inputs)) == 0.0)
+    result = training.train_lstm(parts["train"], parts["validation"], normalisation,
+                                 params.model, params.train, seed=0)
+    assert len([layer for layer in result.model.layers if isinstance(layer, keras.layers.LSTM)]) == 2
+    assert all(np.isfinite(p.loss) and np.isfinite(p.val_loss) for p in result.history)
+    assert build_count(tiny().model) == 1
+
+
+def build_count(model_params) -> int:
+    """LSTM layers the default params build: one, and no dropout layer."""
+    parts, normalisation = splits_of(random_walk_bars(60))
+    network = models.build_lstm(10, normalisation, model_params)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in network.layers)
+    return len([layer for layer in network.layers if isinstance(layer, keras.layers.LSTM)])
 
 
 def test_lstm_training_is_bit_identical_across_runs():

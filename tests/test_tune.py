@@ -8,6 +8,7 @@ import sys
 import time
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -294,3 +295,109 @@ def test_workers_share_a_study_in_a_postgresql_server(prepared, monkeypatch):
         capture_output=True, text=True, check=True, timeout=120,
     )
     assert json.loads(best.stdout)["number"] == study.best_trial.number
+
+
+# --- the study's identity -----------------------------------------------------------------
+
+SUMMARY = {"source_sha256": "ab" * 32, "splits": {"train": {"samples": 10}},
+           "normalisation": {"mean": [0.0], "std": [1.0]}}
+
+
+def test_the_fingerprint_follows_data_space_and_fixed_settings():
+    base = studies.study_fingerprint("data", {"x": {"low": 1}}, {"train.batch_size": 16})
+    assert len(base) == 10 and base == studies.study_fingerprint("data", {"x": {"low": 1}}, {"train.batch_size": 16})
+    assert studies.study_fingerprint("other data", {"x": {"low": 1}}, {"train.batch_size": 16}) != base
+    assert studies.study_fingerprint("data", {"x": {"low": 2}}, {"train.batch_size": 16}) != base
+    assert studies.study_fingerprint("data", {"x": {"low": 1}}, {"train.batch_size": 32}) != base
+
+
+def study_name(tmp_path, params, summary=SUMMARY) -> tuple[str, bool]:
+    study, is_new, _ = studies.open_study(params, summary, str(tmp_path / "journal.log"))
+    return study.study_name, is_new
+
+
+@pytest.mark.parametrize("change", [
+    {"train": {"batch_size": 32}}, {"train": {"patience": 3}}, {"train": {"eval_every": 10}},
+    {"model": {"layers": 2}}, {"model": {"dropout": 0.1}}, {"base": {"seed": 7}},
+    {"train": {"steps_per_call": 5}},
+])
+def test_a_changed_fixed_setting_opens_a_new_study(tmp_path, change):
+    first, is_new = study_name(tmp_path, parse_params(tiny_params()))
+    assert is_new
+    again, is_new = study_name(tmp_path, parse_params(tiny_params()))
+    assert again == first and not is_new
+    changed, is_new = study_name(tmp_path, parse_params(tiny_params(**change)))
+    assert changed != first and is_new
+
+
+def test_the_searched_values_and_log_every_do_not_change_the_study(tmp_path):
+    first, _ = study_name(tmp_path, parse_params(tiny_params()))
+    same = tiny_params(model={"hidden_units": 64}, train={"learning_rate": 0.5, "steps": 7, "log_every": 3})
+    assert study_name(tmp_path, parse_params(same)) == (first, False)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("source_sha256", "cd" * 32), ("splits", {"train": {"samples": 11}}),
+    ("normalisation", {"mean": [0.5], "std": [1.0]}),
+])
+def test_changed_data_opens_a_new_study(tmp_path, key, value):
+    params = parse_params(tiny_params())
+    first, _ = study_name(tmp_path, params)
+    changed, is_new = study_name(tmp_path, params, SUMMARY | {key: value})
+    assert changed != first and is_new
+    study, _, others = studies.open_study(params, SUMMARY | {key: value}, str(tmp_path / "journal.log"))
+    assert others == [first]
+    assert study.user_attrs["fixed_settings"] == studies.fixed_settings(params)
+    assert study.user_attrs["search_space"] == studies.search_space(params.tune)
+
+
+def test_optuna_storage_wins_over_tune_storage(tmp_path, monkeypatch):
+    tune = parse_params(tiny_params(tune={"storage": "studies/mine.log"})).tune
+    monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
+    assert studies.storage_location(tune, tmp_path) == str(tmp_path / "studies" / "mine.log")
+    monkeypatch.setenv("OPTUNA_STORAGE", "sqlite:///elsewhere.db")
+    assert studies.storage_location(tune, tmp_path) == "sqlite:///elsewhere.db"
+
+
+def test_each_pruner_kind():
+    median = studies.make_pruner("median", 20, 300)
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    hyperband = studies.make_pruner("hyperband", 20, 300)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert (hyperband._min_resource, hyperband._max_resource) == (20, 300)
+    assert isinstance(studies.make_pruner("none", 20, 300), optuna.pruners.NopPruner)
+
+
+def test_a_tune_run_with_hyperband_and_with_no_pruner(prepared):
+    for pruner in ("hyperband", "none"):
+        write_params(prepared, tiny_params(tune={"pruner": pruner, "n_trials": 2}))
+        assert cli.main(["tune"]) == 0
+    names = {s.study_name for s in optuna.get_all_study_summaries(journal(prepared), False)}
+    assert len(names) == 1  # the pruner is not part of the study's identity
+    assert len(only_study(prepared).trials) == 4
+
+
+def test_the_timeout_stops_starting_trials(prepared):
+    write_params(prepared, tiny_params(tune={"timeout": 0.5, "n_trials": 5}))  # a trial takes seconds
+    assert cli.main(["tune"]) == 0
+    assert len(only_study(prepared).trials) == 1  # the first trial starts, no second one
+
+
+def test_zero_trials_is_refused(prepared, capsys):
+    assert cli.main(["tune", "--n-trials", "0"]) == 2
+    assert "--n-trials: must be at least 1" in capsys.readouterr().err
+    assert not (prepared / "optuna-journal.log").exists()
+
+
+def test_tuning_never_reads_the_test_split(prepared):
+    """Trials on data whose test samples are garbage give the very same values."""
+    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    clean = [(t.params, t.value, t.state) for t in only_study(prepared).trials]
+    windows = dict(np.load(prepared / "data/prepared/windows.npz"))
+    for key in [k for k in windows if k.startswith("test_")]:
+        if windows[key].dtype.kind == "f":
+            windows[key] = np.full_like(windows[key], np.nan)
+    np.savez(prepared / "data/prepared/windows.npz", **windows)
+    (prepared / "optuna-journal.log").unlink()
+    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    assert [(t.params, t.value, t.state) for t in only_study(prepared).trials] == clean
