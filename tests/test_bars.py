@@ -138,7 +138,7 @@ def bad(table, **changes):
     ({"low": (0, -1.0)}, r"2018-01-02: low is not positive"),
     ({"low": (1, 101.5)}, r"2018-01-03: low 101.5 is above min\(open, close\) 101$"),
     ({"high": (2, 102.0)}, r"2018-01-04: high 102 is below max\(open, close\) 102.5"),
-    ({"volume": (0, -5.0)}, r"2018-01-02: volume is missing, not finite or negative"),
+    ({"volume": (0, -5.0)}, r"2018-01-02: volume is missing, not finite, negative or too large"),
 ])
 def test_each_rule_names_source_row_and_rule(changes, message):
     with pytest.raises(DataError, match=rf"prices.csv: {message}"):
@@ -188,3 +188,56 @@ def test_hash_changes_with_any_value():
     changed = bad(table, close=(2, 101.50001))
     assert bars_hash(table) == bars_hash(table.copy())
     assert bars_hash(table) != bars_hash(changed)
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+CSV = "Date,Open,High,Low,Close,Volume\n2018-01-02,100,102,99,101,1000\n2018-01-03,101,103,100.5,{close},1100\n"
+
+
+def test_a_close_that_is_not_a_number_is_named_as_such(tmp_path):
+    with pytest.raises(DataError, match=r"bars.csv: row 2 \(2018-01-03\): close 'abc' is not a number"):
+        read_csv_bars(write(tmp_path, CSV.format(close="abc")))
+
+
+def test_an_empty_cell_is_missing_not_garbled(tmp_path):
+    table = read_csv_bars(write(tmp_path, CSV.format(close="")))
+    with pytest.raises(DataError, match=r"2018-01-03: close is missing"):
+        validate_bars(table, "bars.csv")
+
+
+@pytest.mark.parametrize("close, message", [
+    ("1e308", r"close is too large \(the model's float32 inputs hold at most 1e\+15\)"),
+    ("inf", r"close is not finite"),
+])
+def test_prices_the_model_cannot_hold_are_refused(tmp_path, close, message):
+    table = read_csv_bars(write(tmp_path, CSV.format(close=close)))
+    with pytest.raises(DataError, match=rf"bars.csv: 2018-01-03: {message}"):
+        validate_bars(table, "bars.csv")
+
+
+def test_a_bar_from_the_future_is_refused(tmp_path):
+    text = CSV.format(close="102").replace("2018-01-03", "2262-04-01")
+    with pytest.raises(DataError, match=r"row 2 \(2262-04-01\): date is in the future"):
+        validate_bars(read_csv_bars(write(tmp_path, text)), "bars.csv")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "gbk", "utf-8-sig"])
+def test_utf16_and_gbk_exports_are_read(tmp_path, encoding):
+    text = "日期,开盘,收盘,最高,最低,成交量\n2018-01-02,100,101,102,99,1000\n2018-01-03,101,102.5,103,100.5,1100\n"
+    path = tmp_path / "akshare.csv"
+    path.write_bytes(text.encode(encoding))
+    table = read_csv_bars(path)
+    assert table["close"].tolist() == [101.0, 102.5] and table["volume"].tolist() == [1000.0, 1100.0]
+
+
+def test_an_undecodable_file_names_the_encodings_tried(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"Date,Open\n\x81\xff\xfe\x00\x80\x80")
+    with pytest.raises(DataError, match=r"binary.csv: not text in utf-8-sig or gb18030"):
+        read_csv_bars(path)
+
+
+def test_a_directory_is_not_a_csv_file(tmp_path):
+    with pytest.raises(DataError, match=r"is a directory, not a CSV file \(check data.path\)"):
+        read_csv_bars(tmp_path)

@@ -114,3 +114,28 @@ def test_the_old_kind_name_seed_is_refused_with_the_new_name(tmp_path):
     raw["model"]["kind"] = "seed"
     with pytest.raises(ParamsError, match=r"params.yaml: model.kind: 'seed' was renamed 'tutorial'"):
         parse_params(raw)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "learning_rate", float("nan"), "train.learning_rate: expected a finite number"),
+    ("train", "learning_rate", float("inf"), "train.learning_rate: expected a finite number"),
+    ("model", "dropout", float("-inf"), "model.dropout: expected a finite number"),
+    ("base", "seed", -1, r"base.seed: must lie in 0 .. 4294967295"),
+    ("base", "seed", 2**32, r"base.seed: must lie in 0 .. 4294967295"),
+    ("tune", "seed", 2**40, r"tune.seed: must lie in 0 .. 4294967295"),
+    ("data", "end", "2262-12-31", r"data.end: 2262-12-31 is outside 1900-01-01 .. 2200-12-31"),
+    ("split", "validation_start", "1800-01-01", r"split.validation_start: 1800-01-01 is outside"),
+])
+def test_values_no_stage_could_use_are_refused(tmp_path, section, key, value, message):
+    raw = tiny_params(**{section: {key: value}})
+    if section == "split":
+        raw["split"]["test_start"] = "2017-01-02"
+    with pytest.raises(ParamsError, match=rf"params.yaml: {message}"):
+        load_params(write_params(tmp_path, raw))
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    text = (REPO / "params.yaml").read_text().replace("  seed: 42 ", "  seed: 42\n  seed: 7 ", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"params.yaml: line 5: key 'seed' is given twice \(first on line 4\)"):
+        load_params(tmp_path / "params.yaml")

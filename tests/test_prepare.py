@@ -245,3 +245,18 @@ def test_symbol_is_checked_with_the_params(tmp_path):
         load_params(path)
     path.write_text(path.read_text().replace("symbol: 000300", "symbol: 399001"))
     assert load_params(path).data.symbol == "399001"
+
+
+def test_a_stage_whose_inputs_are_missing_names_the_stage_to_run(workspace, capsys):
+    assert cli.main(["train"]) == 2
+    assert "data/prepared/windows.npz: not found; run `nextclose prepare`" in capsys.readouterr().err
+    assert cli.main(["tune"]) == 2
+    assert "run `nextclose prepare`" in capsys.readouterr().err
+    assert cli.main(["evaluate"]) == 2
+    assert "models/train.json: not found; run `nextclose train`" in capsys.readouterr().err
+
+
+def test_data_path_naming_a_directory_is_a_clear_error(workspace, capsys):
+    (workspace / "exports").mkdir()
+    assert run_prepare(workspace, data={"source": "csv", "path": "exports", "start": None, "end": None}) == 2
+    assert "exports: is a directory, not a CSV file" in capsys.readouterr().err

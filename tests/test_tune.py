@@ -44,6 +44,7 @@ def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
     report = json.loads((prepared / "reports/tune.json").read_text())
     best = yaml.safe_load((prepared / "reports/best_params.yaml").read_text())
     assert report["study_name"] == study.study_name
+    assert report["storage"] == "optuna-journal.log"  # committed: no machine path
     assert report["best_value"] == pytest.approx(study.best_value)
     assert report["trials_total"] == 3
     assert best["model"]["hidden_units"] == study.best_params["model.hidden_units"]
@@ -401,3 +402,51 @@ def test_tuning_never_reads_the_test_split(prepared):
     (prepared / "optuna-journal.log").unlink()
     assert cli.main(["tune", "--n-trials", "2"]) == 0
     assert [(t.params, t.value, t.state) for t in only_study(prepared).trials] == clean
+
+
+# --- secrets and paths ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://tuner:s3cret@db:5432/optuna", "postgresql://tuner:***@db:5432/optuna"),
+    ("postgresql+psycopg2://tuner:se/cr:et@db/optuna", "postgresql+psycopg2://tuner:***@db/optuna"),
+    ("mysql://tuner:a%40b@db/optuna", "mysql://tuner:***@db/optuna"),
+    ("redis://:hunter2@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("postgresql://tuner@db/optuna", "postgresql://tuner@db/optuna"),
+    ("sqlite:///studies.db", "sqlite:///studies.db"),
+])
+def test_storage_passwords_are_masked_whatever_they_hold(url, shown):
+    assert studies.display_location(url) == shown
+    password = studies.url_password(url)
+    if password:
+        assert password not in studies.display_location(url)
+        assert studies.mask_passwords(f"could not connect with {password}", url) == "could not connect with ***"
+
+
+def test_a_journal_inside_the_workspace_is_shown_relative_to_it(tmp_path):
+    assert studies.display_location(str(tmp_path / "optuna-journal.log"), tmp_path) == "optuna-journal.log"
+    assert studies.display_location("/elsewhere/journal.log", tmp_path) == "/elsewhere/journal.log"
+
+
+def test_an_unreachable_storage_is_a_clear_error_without_its_password(prepared, capsys, monkeypatch):
+    monkeypatch.setattr(studies.time, "sleep", lambda seconds: None)
+    write_params(prepared, tiny_params(tune={"storage": "postgresql+psycopg2://tuner:se/cr:et@127.0.0.1:1/optuna"}))
+    assert cli.main(["tune", "--n-trials", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "storage postgresql+psycopg2://tuner:***@127.0.0.1:1/optuna: cannot be opened" in captured.err
+    assert "se/cr:et" not in captured.out + captured.err
+
+
+def test_a_missing_database_driver_is_named(prepared, capsys):
+    write_params(prepared, tiny_params(tune={"storage": "postgresql+nosuchdriver://tuner:pw@127.0.0.1:1/optuna"}))
+    assert cli.main(["tune", "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "storage postgresql+nosuchdriver://tuner:***@127.0.0.1:1/optuna" in err and ":pw@" not in err
+
+
+def test_postgresql_without_its_driver_installed_says_what_to_install(prepared, capsys, monkeypatch):
+    # SQLAlchemy's default driver for a bare postgresql:// is psycopg (3), which nothing installs
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    write_params(prepared, tiny_params(tune={"storage": "postgresql://tuner:pw@127.0.0.1:1/optuna"}))
+    assert cli.main(["tune", "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "needs the Python driver 'psycopg'" in err and "postgresql+psycopg2://" in err and ":pw@" not in err

@@ -8,8 +8,10 @@ source, the row (its date) and the rule broken.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
+import io
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -30,6 +32,10 @@ HEADER_ALIASES = {
     "close": ("close", "收盘", "收盘价"),
     "volume": ("volume", "vol", "成交量"),
 }
+# The largest price accepted: the tutorial's network reads raw prices as float32, and its
+# squared errors must stay finite too. Volumes enter as logs; they need only fit float32.
+LARGEST_VALUE = 1e15
+LARGEST_VOLUME = float(np.finfo(np.float32).max)
 DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S")
 
 
@@ -97,11 +103,18 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
     """
     source = str(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{source}: file not found") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{source}: not a readable CSV file: {error}") from None
+    except IsADirectoryError:
+        raise DataError(f"{source}: is a directory, not a CSV file (check data.path)") from None
+    except OSError as error:
+        raise DataError(f"{source}: cannot be read: {error.strerror}") from None
+    text, encoding = _decode(raw, source)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{source}: not a readable CSV file ({encoding}): {error}") from None
     headers = list(frame.columns)
     mapping = _detect_columns(headers, columns)
     if "date" not in mapping and headers and (
@@ -123,9 +136,39 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
     for field in PRICE_COLUMNS + ("volume",):
         if field not in mapping:
             continue
-        text = frame[mapping[field]].astype("string").str.strip().str.replace(",", "", regex=False)
-        table[field] = pd.to_numeric(text.replace("", pd.NA), errors="coerce").astype(float)
+        cells = frame[mapping[field]].astype("string").str.strip().str.replace(",", "", regex=False)
+        values = pd.to_numeric(cells.replace("", pd.NA), errors="coerce").astype(float)
+        garbled = values.isna() & (cells != "")
+        if garbled.any():
+            position = int(np.flatnonzero(garbled.to_numpy())[0])
+            raise DataError(
+                f"{source}: row {position + 1} ({dates.iloc[position]:%Y-%m-%d}): {field} "
+                f"{frame[mapping[field]].iloc[position]!r} is not a number"
+            )
+        table[field] = values
     return table
+
+
+# Tried in this order when a file is not UTF-8: UTF-16 only with its byte-order mark;
+# GB18030 (a superset of GBK and GB2312) is how Excel and akshare users save Chinese headers.
+FALLBACK_ENCODINGS = ("gb18030",)
+
+
+def _decode(raw: bytes, source: str) -> tuple[str, str]:
+    """The file's text and the encoding it was read with."""
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        candidates: tuple[str, ...] = ("utf-16",)
+    else:
+        candidates = ("utf-8-sig", *FALLBACK_ENCODINGS)
+    for encoding in candidates:
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    raise DataError(
+        f"{source}: not text in {' or '.join(candidates)}; save the file as UTF-8 (or GBK, or UTF-16 "
+        f"with a byte-order mark)"
+    )
 
 
 def validate_bars(table: pd.DataFrame, source: str) -> None:
@@ -147,23 +190,28 @@ def validate_bars(table: pd.DataFrame, source: str) -> None:
             f"{source}: row {position + 1} ({day(position)}): date {rule}; "
             f"dates must be unique and increasing"
         )
+    future = dates > np.datetime64(dt.date.today() + dt.timedelta(days=1), "ns")
+    if future.any():
+        position = int(np.flatnonzero(future)[0])
+        raise DataError(f"{source}: row {position + 1} ({day(position)}): date is in the future")
     for field in PRICE_COLUMNS:
         values = table[field].to_numpy(dtype=float)
-        bad = ~np.isfinite(values) | (values <= 0)
+        bad = ~np.isfinite(values) | (values <= 0) | (values > LARGEST_VALUE)
         if bad.any():
             position = int(np.flatnonzero(bad)[0])
             value = values[position]
             what = "missing" if np.isnan(value) else (
-                "not finite" if not np.isfinite(value) else "not positive"
+                "not finite" if not np.isfinite(value) else "not positive" if value <= 0 else
+                f"too large (the model's float32 inputs hold at most {LARGEST_VALUE:g})"
             )
             raise DataError(f"{source}: {day(position)}: {field} is {what} ({value:g})")
     if "volume" in table:
         volume = table["volume"].to_numpy(dtype=float)
-        bad = ~np.isfinite(volume) | (volume < 0)
+        bad = ~np.isfinite(volume) | (volume < 0) | (volume > LARGEST_VOLUME)
         if bad.any():
             position = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{source}: {day(position)}: volume is missing, not finite or negative "
+                f"{source}: {day(position)}: volume is missing, not finite, negative or too large "
                 f"({volume[position]:g})"
             )
     open_, high, low, close = (table[f].to_numpy(dtype=float) for f in PRICE_COLUMNS)

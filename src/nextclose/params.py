@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 import types
 import typing
@@ -171,6 +172,8 @@ def _check_value(value: object, annotation: object, where: str) -> object:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamsError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # YAML reads .nan and .inf as floats
+            raise ParamsError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if isinstance(value, dt.date):  # YAML reads an unquoted 2018-01-02 as a date
@@ -228,13 +231,21 @@ def _resolve_symbol(sections: dict[str, dict], file: str) -> None:
         sections["data"]["symbol"] = str(symbol)
 
 
+# Dates pandas can hold (its nanosecond timestamps end in April 2262), with room to spare.
+EARLIEST_DATE, LATEST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
+# numpy's seeds are unsigned 32-bit integers.
+MAX_SEED = 2**32 - 1
+
+
 def _iso_date(value: Optional[str], key: str, file: str) -> None:
     if value is None:
         return
     try:
-        dt.date.fromisoformat(value)
+        day = dt.date.fromisoformat(value)
     except ValueError:
         raise ParamsError(f"{file}: {key}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
+    if not EARLIEST_DATE <= day <= LATEST_DATE:
+        raise ParamsError(f"{file}: {key}: {value} is outside {EARLIEST_DATE} .. {LATEST_DATE}")
 
 
 def _check_ranges(params: Params, file: str) -> None:
@@ -243,6 +254,8 @@ def _check_ranges(params: Params, file: str) -> None:
     def fail(key: str, rule: str) -> None:
         raise ParamsError(f"{file}: {key}: {rule}")
 
+    if not 0 <= params.base.seed <= MAX_SEED:
+        fail("base.seed", f"must lie in 0 .. {MAX_SEED} (2**32 - 1)")
     for key in ("start", "end"):
         _iso_date(getattr(params.data, key), f"data.{key}", file)
     if params.data.start and params.data.end and params.data.start > params.data.end:
@@ -294,6 +307,8 @@ def _check_ranges(params: Params, file: str) -> None:
         fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")
     if tune.n_trials < 1:
         fail("tune.n_trials", "must be at least 1")
+    if not 0 <= tune.seed <= MAX_SEED:
+        fail("tune.seed", f"must lie in 0 .. {MAX_SEED} (2**32 - 1)")
     if tune.timeout is not None and tune.timeout <= 0:
         fail("tune.timeout", "must be positive or null")
     for searched in SEARCHED:
@@ -343,7 +358,27 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: params file not found") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _RepeatedKey as error:
+        raise ParamsError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML: {error}") from None
     return parse_params(raw, str(path))
+
+
+class _RepeatedKey(yaml.YAMLError):
+    def __init__(self, key: object, first_line: int, line: int):
+        super().__init__(f"line {line}: key {key!r} is given twice (first on line {first_line}); give it once")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _RepeatedKey(key, seen[key], key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
+from nextclose.errors import UserError
 from nextclose.params import Params, TuneParams
 from nextclose.search_space import SEARCHED
 
@@ -42,6 +43,10 @@ def storage_location(tune: TuneParams, root: Path) -> str:
     return str((root / location).resolve())
 
 
+class StorageError(UserError):
+    """The study's storage cannot be opened; the message names it (without its password)."""
+
+
 def open_storage(location: str) -> optuna.storages.BaseStorage:
     """A storage URL (``postgresql://``, ``mysql://``, ``sqlite://``, ``redis://``) or a journal file.
 
@@ -61,19 +66,64 @@ def _open_rdb(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
     its tables, and the loser sees "already exists": it only has to try again."""
     import sqlalchemy.exc
 
+    shown = display_location(url)
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except ImportError as error:  # the URL's database driver is not installed
+            missing = getattr(error.__cause__, "name", None) or error.name
+            raise StorageError(
+                f"storage {shown}: needs the Python driver {missing!r}, which is not installed: name "
+                f"an installed one in the URL, e.g. postgresql+psycopg2://... with the postgres extra "
+                f"(pip install 'nextclose[postgres]')"
+            ) from None
+        except sqlalchemy.exc.ArgumentError as error:
+            raise StorageError(f"storage {shown}: not a database URL SQLAlchemy knows ({error})") from None
+        except sqlalchemy.exc.SQLAlchemyError as error:
             if attempt == attempts - 1:
-                raise
+                reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+                raise StorageError(
+                    f"storage {shown}: cannot be opened after {attempts} attempts "
+                    f"({type(error).__name__}: {mask_passwords(reason, url)}); check that the server "
+                    f"runs and the URL (tune.storage or OPTUNA_STORAGE)"
+                ) from None
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
 
 
-def display_location(location: str) -> str:
-    """The storage without its password, for logs and reports."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", location)
+# scheme://user:password@rest, as SQLAlchemy and redis-py read it: the password runs to the
+# first "@", so it may hold "/" and ":" (an "@" in it must be percent-encoded).
+_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@]*):(?P<password>[^@]*)@(?P<rest>.*)$", re.S)
+
+
+def url_password(location: str) -> Optional[str]:
+    """The password in a storage URL, or None."""
+    match = _CREDENTIALS.match(location)
+    return match["password"] if match and match["password"] else None
+
+
+def mask_passwords(text: str, location: str) -> str:
+    """``text`` with the password of ``location`` (raw and percent-decoded) blanked out."""
+    from urllib.parse import unquote
+
+    password = url_password(location)
+    for secret in {password, unquote(password)} if password else ():
+        text = text.replace(secret, "***")
+    return text
+
+
+def display_location(location: str, root: Optional[Path] = None) -> str:
+    """The storage for logs, MLflow and reports: a URL without its password; a journal file
+    relative to the workspace ``root`` when it lies inside (no machine paths in committed files)."""
+    match = _CREDENTIALS.match(location)
+    if match:
+        return f"{match['scheme']}{match['user']}:***@{match['rest']}"
+    if "://" not in location and root is not None:
+        try:
+            return Path(location).resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            return location
+    return location
 
 
 def search_space(tune: TuneParams) -> dict[str, dict[str, Any]]:

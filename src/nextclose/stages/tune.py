@@ -110,8 +110,9 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     """One tune invocation: stale trials failed, trials added, best model logged, reports written."""
     import mlflow
 
-    location = studies.storage_location(params.tune, tracking.workspace_root())
-    shown = studies.display_location(location)
+    root = tracking.workspace_root()
+    location = studies.storage_location(params.tune, root)
+    shown = studies.display_location(location, root)
     if location.startswith("sqlite"):
         print(f"note: {shown} is SQLite; parallel workers may hit 'database is locked' "
               f"(use the default journal file or a server database)")
@@ -135,7 +136,11 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
 
     tf.get_logger().setLevel(logging.ERROR)  # each trial traces its own functions; no news
     with tracking.stage_run("tune", run_name=f"tune-{study.study_name}") as parent:
-        mlflow.log_params(params.section_dict("tune"))
+        # tune.storage may hold a password: MLflow (and the models logged in this run) get it masked
+        tune_params = params.section_dict("tune")
+        if tune_params["tune.storage"] is not None:
+            tune_params["tune.storage"] = studies.display_location(str(tune_params["tune.storage"]))
+        mlflow.log_params(tune_params)
         mlflow.log_params({"tune.n_trials_run": trials, "study": study.study_name})
         mlflow.set_tags({"optuna_study": study.study_name, "optuna_storage": shown})
 
