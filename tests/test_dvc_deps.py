@@ -26,6 +26,7 @@ NOT_DEPS = {
     "nextclose.tracking": "MLflow runs and tags; the run ids it hands back differ on every run anyway",
     "nextclose.atomic": "how an output is replaced, not what it holds",
     "nextclose.cli": "argument parsing and error printing; the stage programs start below it",
+    "nextclose.processes": "which process did the work (run tags, dead workers), never what it made",
 }
 
 

@@ -136,7 +136,6 @@ def test_evaluate_stage_end_to_end(workspace):
 
     report = json.loads(Path("reports/metrics.json").read_text())
     prepared = json.loads(Path("data/prepared/prepared.json").read_text())
-    train = json.loads(Path("models/train.json").read_text())
     bars = pd.read_csv("data/prepared/bars.csv")
     predictions = pd.read_csv("reports/predictions.csv")
 
@@ -192,12 +191,13 @@ def test_evaluate_stage_end_to_end(workspace):
     assert float(run.data.params["fitted.naive_scale"]) == pytest.approx(scale, rel=1e-12)
     rate = np.log(train_closes[-1] / train_closes[0]) / (len(train_closes) - 1)
     assert float(run.data.params["fitted.drift_rate"]) == pytest.approx(rate, rel=1e-9)
-    assert run.data.tags["train_run_id"] == train["run_id"]
-    assert run.data.tags["model_uri"] == train["model_uri"]
-    assert client.get_run(train["run_id"]).data.tags["evaluate_run_id"] == run.info.run_id
+    trained_by = json.loads(Path(".nextclose/train_run.json").read_text())
+    assert run.data.tags["train_run_id"] == trained_by["run_id"]
+    assert run.data.tags["model_uri"] == trained_by["model_uri"]
+    assert client.get_run(trained_by["run_id"]).data.tags["evaluate_run_id"] == run.info.run_id
     figures = {artifact.path for artifact in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {"figures/predictions.png", "figures/residuals.png", "figures/learning_curve.png"}
-    model_metrics = {metric.key: metric.value for metric in client.get_logged_model(train["model_id"]).metrics}
+    model_metrics = {metric.key: metric.value for metric in client.get_logged_model(trained_by["model_id"]).metrics}
     assert model_metrics["rmse"] == pytest.approx(report["rmse"])
 
 

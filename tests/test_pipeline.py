@@ -175,7 +175,7 @@ def test_a_real_mlflow_server_serves_one_executions_runs(pipeline):
                 time.sleep(1)
         experiments = api(base, "experiments/search", {"max_results": 100})["experiments"]
         ids = [e["experiment_id"] for e in experiments if e["name"].startswith("nextclose-")]
-        train = json.loads((repo / "models/train.json").read_text())
+        train = json.loads((repo / ".nextclose/train_run.json").read_text())
         execution = next(r for r in mlflow_runs(repo) if r.info.run_id == train["run_id"]).data.tags[
             "pipeline_execution"]
         found = api(base, "runs/search", {
@@ -259,3 +259,18 @@ def test_the_committed_headline_figures_reproduce(tmp_path):
         assert done.returncode == 0, done.stderr[-3000:]
     for report in ("metrics.json", "predictions.csv", "train_history.csv"):
         assert (workspace / "reports" / report).read_bytes() == (REPO / "reports" / report).read_bytes(), report
+
+
+def test_a_retrained_model_has_the_committed_hash(pipeline):
+    """Same inputs, same bytes: dvc.lock's hash of models/ does not move when train reruns."""
+    repo, _ = pipeline
+
+    def models_hash():
+        lock = yaml.safe_load((repo / "dvc.lock").read_text())
+        (models,) = [out for out in lock["stages"]["train"]["outs"] if out["path"] == "models"]
+        return models["md5"]
+
+    before = models_hash()
+    run(["dvc", "repro", "--force", "train"], repo)
+    assert models_hash() == before
+    assert "up to date" in run(["dvc", "status"], repo)

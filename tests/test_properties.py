@@ -83,8 +83,13 @@ def test_a_window_never_holds_a_bar_from_its_target_day_or_later(n, window, cut,
 closes_strategy = st.lists(st.floats(1.0, 1000.0), min_size=6, max_size=60).map(np.array)
 
 
+# Moves of a forecast: none, or clearly more than the billionth that counts as no move (at that
+# edge, rounding of the scaled prices decides the call either way).
+moves = st.one_of(st.just(0.0), st.floats(1e-6, 0.05), st.floats(-0.05, -1e-6))
+
+
 @FAST
-@given(closes=closes_strategy, noise=st.lists(st.floats(-0.05, 0.05), min_size=60, max_size=60),
+@given(closes=closes_strategy, noise=st.lists(moves, min_size=60, max_size=60),
        scale=st.sampled_from([1e-3, 0.37, 7.0, 1e4]))
 def test_scale_free_metrics_do_not_move_when_every_price_is_scaled(closes, noise, scale):
     last, actual = closes[:-1], closes[1:]
@@ -125,7 +130,7 @@ def test_drift_forecasts_read_only_the_training_closes_and_today(closes, later, 
     np.testing.assert_array_equal(metrics.drift_forecast(changed, rate)[: position + 1], forecast[: position + 1])
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=3, deadline=None)  # two auto_arima fits an example
 @given(seed=st.integers(0, 1000), cut=st.integers(0, 19), factor=st.floats(0.7, 1.4))
 def test_arima_forecasts_never_read_a_later_close(seed, cut, factor):
     rng = np.random.default_rng(seed)

@@ -25,9 +25,10 @@ def test_each_training_registers_a_version_and_champion_moves_the_alias(workspac
         assert cli.main(["train"]) == 0
         assert cli.main(["evaluate"]) == 0
         train = json.loads((workspace / "models/train.json").read_text())
-        assert train["registered_model"] == "nextclose-lstm"
+        trained_by = json.loads((workspace / ".nextclose/train_run.json").read_text())
+        assert trained_by["registered_model"] == "nextclose-lstm"
         metrics = json.loads((workspace / "reports/metrics.json").read_text())
-        figures[str(train["registered_version"])] = (train["best_val_loss"], metrics["rmse_ratio_persistence"])
+        figures[str(trained_by["registered_version"])] = (train["best_val_loss"], metrics["rmse_ratio_persistence"])
     assert sorted(figures) == ["1", "2"]
 
     client = mlflow.MlflowClient()

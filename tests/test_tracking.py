@@ -1,6 +1,9 @@
 """Run tags: the commit, whether the tree was dirty, the DVC experiment, one execution id."""
 
+import os
+import socket
 import subprocess
+import time
 
 from nextclose import tracking
 
@@ -21,7 +24,10 @@ def test_run_tags_name_the_commit_and_whether_the_tree_is_dirty(tmp_path, monkey
     monkeypatch.setenv("NEXTCLOSE_EXECUTION_ID", "exec-1")
     tags = tracking.run_tags("train")
     assert tags == {"stage": "train", "pipeline_execution": "exec-1",
-                    "git_commit": git(tmp_path, "rev-parse", "HEAD"), "git_dirty": "false"}
+                    "git_commit": git(tmp_path, "rev-parse", "HEAD"), "git_dirty": "false",
+                    "worker_host": socket.gethostname(), "worker_pid": str(os.getpid()),
+                    "worker_started": tags["worker_started"]}
+    assert float(tags["worker_started"]) <= time.time()
     (tmp_path / "untracked.txt").write_text("outputs DVC writes are not tracked by git\n")
     assert tracking.run_tags("train")["git_dirty"] == "false"
     (tmp_path / "params.yaml").write_text("a: 2\n")

@@ -27,6 +27,8 @@ def test_lstm_train_stage(workspace, capsys):
 
     summary = json.loads((workspace / "models/train.json").read_text())
     assert summary["kind"] == "lstm" and summary["steps_run"] == 60
+    assert "run_id" not in summary  # models/ holds what the model is, not which run made it
+    trained_by = json.loads((workspace / ".nextclose/train_run.json").read_text())
     with open(workspace / "reports/train_history.csv") as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["step", "loss", "val_loss"]
@@ -34,7 +36,7 @@ def test_lstm_train_stage(workspace, capsys):
 
     client = mlflow.MlflowClient()
     run = train_run(client)
-    assert run.info.run_id == summary["run_id"]
+    assert run.info.run_id == trained_by["run_id"]
     params = run.data.params
     assert params["model.hidden_units"] == "4" and params["train.steps"] == "60"
     assert params["base.seed"] == "42" and params["model.kind"] == "lstm"
@@ -45,15 +47,15 @@ def test_lstm_train_stage(workspace, capsys):
     assert run.data.tags["stage"] == "train" and run.data.tags["pipeline_execution"]
 
     # The logged model is a Keras-flavour LoggedModel that pyfunc loads and predicts with.
-    logged = mlflow.get_logged_model(summary["model_id"])
+    logged = mlflow.get_logged_model(trained_by["model_id"])
     assert logged.source_run_id == run.info.run_id
-    pyfunc_model = mlflow.pyfunc.load_model(summary["model_uri"])
+    pyfunc_model = mlflow.pyfunc.load_model(trained_by["model_uri"])
     assert pyfunc_model.metadata.get_input_schema() is not None
     x = read_windows(workspace / "data/prepared")["test"].inputs
     local = keras.saving.load_model(workspace / "models/model.keras")
     np.testing.assert_allclose(np.asarray(pyfunc_model.predict(x)).ravel(),
                                np.asarray(local(x)).ravel(), rtol=1e-6)
-    assert "keras" in mlflow.models.get_model_info(summary["model_uri"]).flavors
+    assert "keras" in mlflow.models.get_model_info(trained_by["model_uri"]).flavors
 
 
 def test_tutorial_train_stage(workspace, capsys):
@@ -75,7 +77,7 @@ def test_tutorial_train_stage(workspace, capsys):
     assert run.data.params["model.kind"] == "tutorial"
     assert run.data.metrics["final_cost"] == pytest.approx(float(rows[-1]["loss"]))
     predictions = mlflow.pyfunc.load_model(json.loads(
-        (workspace / "models/train.json").read_text())["model_uri"]).predict(sequence["x"][None])
+        (workspace / ".nextclose/train_run.json").read_text())["model_uri"]).predict(sequence["x"][None])
     assert np.asarray(predictions).shape == (1, len(sequence["y"]))
 
     # The logged model loads in a process that never imports nextclose.
@@ -83,7 +85,7 @@ def test_tutorial_train_stage(workspace, capsys):
     import subprocess
     import sys
 
-    model_uri = json.loads((workspace / "models/train.json").read_text())["model_uri"]
+    model_uri = json.loads((workspace / ".nextclose/train_run.json").read_text())["model_uri"]
     np.save(workspace / "x.npy", sequence["x"][None])
     script = (
         "import sys, mlflow, numpy as np; "
@@ -111,3 +113,39 @@ def test_train_failure_keeps_previous_model(workspace, monkeypatch):
     with pytest.raises(RuntimeError):
         cli.main(["train"])
     assert (workspace / "models/model.keras").read_bytes() == before
+
+
+def test_the_same_inputs_give_byte_identical_outputs(workspace):
+    """models/ and data/prepared are DVC outputs: a rerun must reproduce their bytes, or
+    dvc status could never tell that a reproduced model is the committed one."""
+    from pathlib import Path
+
+    def files(folder):
+        return {p.relative_to(workspace): p.read_bytes() for p in sorted(Path(workspace, folder).rglob("*"))
+                if p.is_file()}
+
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    first = files("models") | files("data/prepared")
+    first_run = json.loads((workspace / ".nextclose/train_run.json").read_text())["run_id"]
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    assert files("models") | files("data/prepared") == first
+    assert json.loads((workspace / ".nextclose/train_run.json").read_text())["run_id"] != first_run
+    assert keras.saving.load_model(workspace / "models/model.keras") is not None  # still a valid archive
+
+
+@pytest.mark.slow
+def test_champion_skips_a_version_whose_training_run_was_killed(workspace, capsys):
+    assert cli.main(["prepare"]) == 0
+    versions = []
+    for steps in (20, 60):
+        write_params(workspace, tiny_params(train={"steps": steps, "learning_rate": 0.01}))
+        assert cli.main(["train"]) == 0
+        versions.append(json.loads((workspace / ".nextclose/train_run.json").read_text()))
+    client = mlflow.MlflowClient()
+    best = min(versions, key=lambda v: client.get_run(v["run_id"]).data.metrics["best_val_loss"])
+    client.set_terminated(best["run_id"], status="KILLED")
+    assert cli.main(["champion", "--metric", "best_val_loss"]) == 0
+    chosen = client.get_model_version_by_alias("nextclose-lstm", "champion").version
+    assert str(chosen) != str(best["registered_version"])

@@ -142,6 +142,9 @@ def test_two_workers_share_the_default_storage(prepared):
     numbers = [t.number for t in study.trials]
     assert sorted(numbers) == list(range(6))  # all recorded, none twice
     assert all(t.state.is_finished() for t in study.trials)
+    # workers that start together on a fresh study still try different values
+    values = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(values)) == len(values), values
 
 
 @pytest.mark.slow
@@ -371,11 +374,11 @@ def test_each_pruner_kind():
 
 def test_a_tune_run_with_hyperband_and_with_no_pruner(prepared):
     for pruner in ("hyperband", "none"):
-        write_params(prepared, tiny_params(tune={"pruner": pruner, "n_trials": 2}))
+        write_params(prepared, tiny_params(tune={"pruner": pruner, "n_trials": 1}))
         assert cli.main(["tune"]) == 0
     names = {s.study_name for s in optuna.get_all_study_summaries(journal(prepared), False)}
     assert len(names) == 1  # the pruner is not part of the study's identity
-    assert len(only_study(prepared).trials) == 4
+    assert [t.state for t in only_study(prepared).trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 def test_the_timeout_stops_starting_trials(prepared):
@@ -392,7 +395,7 @@ def test_zero_trials_is_refused(prepared, capsys):
 
 def test_tuning_never_reads_the_test_split(prepared):
     """Trials on data whose test samples are garbage give the very same values."""
-    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    assert cli.main(["tune", "--n-trials", "1"]) == 0
     clean = [(t.params, t.value, t.state) for t in only_study(prepared).trials]
     windows = dict(np.load(prepared / "data/prepared/windows.npz"))
     for key in [k for k in windows if k.startswith("test_")]:
@@ -400,7 +403,7 @@ def test_tuning_never_reads_the_test_split(prepared):
             windows[key] = np.full_like(windows[key], np.nan)
     np.savez(prepared / "data/prepared/windows.npz", **windows)
     (prepared / "optuna-journal.log").unlink()
-    assert cli.main(["tune", "--n-trials", "2"]) == 0
+    assert cli.main(["tune", "--n-trials", "1"]) == 0
     assert [(t.params, t.value, t.state) for t in only_study(prepared).trials] == clean
 
 
@@ -450,3 +453,52 @@ def test_postgresql_without_its_driver_installed_says_what_to_install(prepared, 
     assert cli.main(["tune", "--n-trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "needs the Python driver 'psycopg'" in err and "postgresql+psycopg2://" in err and ":pw@" not in err
+
+
+def test_samplers_of_two_workers_draw_different_values_and_one_worker_repeats_itself():
+    def objective(trial):
+        return studies.suggest_params(trial, parse_params(tiny_params()).tune)["train.learning_rate"]
+
+    def grown_by_one_worker():
+        study = optuna.create_study(sampler=studies.make_sampler(42))
+        study.optimize(objective, n_trials=7)
+        return [t.params for t in study.trials]
+
+    assert grown_by_one_worker() == grown_by_one_worker()  # a fresh study grows the same way
+    # Two workers that open a fresh study at the same moment: each asks for a trial first.
+    shared = optuna.create_study()
+    first, second = studies.make_sampler(42), studies.make_sampler(42)
+    shared.sampler = first
+    trial_a = shared.ask()
+    shared.sampler = second
+    trial_b = shared.ask()
+    values_b = studies.suggest_params(trial_b, parse_params(tiny_params()).tune)
+    shared.sampler = first
+    values_a = studies.suggest_params(trial_a, parse_params(tiny_params()).tune)
+    assert values_a != values_b
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not POSTGRES, reason="no server: export NEXTCLOSE_TEST_POSTGRES=$(bash .ci/postgres)")
+def test_a_storage_password_reaches_no_log_run_model_or_file(prepared, monkeypatch, capsys):
+    """The throwaway server trusts loopback, so it takes any password: one full of / and :."""
+    import uuid
+
+    password = f"se/cr:et{uuid.uuid4().hex[:6]}"
+    scheme, rest = POSTGRES.split("://", 1)
+    user, host = rest.split("@", 1)
+    monkeypatch.setenv("OPTUNA_STORAGE", f"{scheme}://{user}:{password}@{host}")
+    write_params(prepared, tiny_params(tune={"study_name": f"secret-{uuid.uuid4().hex[:8]}", "n_trials": 2}))
+    assert cli.main(["tune"]) == 0
+    captured = capsys.readouterr()
+    assert password not in captured.out + captured.err and ":***@" in captured.out
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("nextclose-tune").experiment_id
+    for found in client.search_runs([experiment]):
+        assert password not in json.dumps({**found.data.params, **found.data.tags})
+    for model in mlflow.search_logged_models(experiment_ids=[experiment], output_format="list"):
+        assert password not in json.dumps(model.params) and password not in json.dumps(model.tags)
+    for file in prepared.rglob("*"):
+        if file.is_file() and file.name != "mlflow.db":
+            assert password.encode() not in file.read_bytes(), file
+    assert password.encode() not in (prepared / "mlflow.db").read_bytes()

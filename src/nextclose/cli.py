@@ -6,9 +6,10 @@ import argparse
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
-from nextclose import registry
+from nextclose import atomic, layout, registry
 from nextclose.errors import UserError
 from nextclose.params import ParamsError, load_params
 
@@ -60,6 +61,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow's C++ start-up chatter hides our own messages; users can lower this again.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
+        # A stage killed mid-commit left its outputs half-replaced: finish or undo that first.
+        mended = atomic.recover(Path("."), layout.OUTPUTS)
+        if mended:
+            print(f"nextclose: {mended}", file=sys.stderr)
         if args.command == "champion":
             from nextclose.commands import champion
 

@@ -21,6 +21,7 @@ import csv
 import dataclasses
 import io
 import json
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -49,6 +50,15 @@ TUNE_REPORT_FILE = Path("reports/tune.json")
 MODEL_FILE = "model.keras"
 TRAIN_SUMMARY_FILE = "train.json"
 TUTORIAL_STATE_FILE = "tutorial_state.npz"
+# The MLflow run and model that made models/: not a DVC output (it differs on every run, while
+# models/ must not), not in git; evaluate links its run to it when it is there.
+TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
+
+# Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
+OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE,
+           BEST_PARAMS_FILE, TUNE_REPORT_FILE, TRAIN_RUN_FILE)
+# Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
 
 class MissingOutput(UserError, FileNotFoundError):
@@ -61,14 +71,62 @@ def _require(path: Path, made_by: str) -> Path:
     return path
 
 
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` with fixed member times: the same arrays give the same bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=ZIP_TIME), buffer.getvalue())
+
+
+def _renumber_shared_objects(config: Any) -> Any:
+    """Keras marks objects several layers share with ``shared_object_id``, the Python ``id()``
+    of the object: a memory address, new in every process. Number them by first appearance."""
+    numbers: dict[Any, int] = {}
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            renumbered = {key: walk(value) for key, value in node.items()}
+            if "shared_object_id" in node:
+                renumbered["shared_object_id"] = numbers.setdefault(node["shared_object_id"], len(numbers) + 1)
+            return renumbered
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(config)
+
+
+def _save_keras(model: Any, path: Path) -> None:
+    """``model.save`` without the save time Keras stamps into the archive, so the same
+    weights give the same bytes (and ``dvc status`` knows a reproduced model)."""
+    stamped = path.with_name(path.name + ".stamped.keras")
+    model.save(stamped)
+    try:
+        with zipfile.ZipFile(stamped) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+            for member in source.infolist():
+                data = source.read(member.filename)
+                if member.filename == "metadata.json":
+                    metadata = json.loads(data)
+                    metadata.pop("date_saved", None)
+                    data = json.dumps(metadata, sort_keys=True).encode()
+                elif member.filename == "config.json":
+                    data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+                target.writestr(zipfile.ZipInfo(member.filename, date_time=ZIP_TIME), data, zipfile.ZIP_DEFLATED)
+    finally:
+        stamped.unlink(missing_ok=True)
+
+
 # --- data/raw ----------------------------------------------------------------------------------
 
 
-def write_raw(table: pd.DataFrame, metadata: dict[str, object], directory: Path = RAW_DIR) -> None:
+def write_raw(commit: atomic.Commit, table: pd.DataFrame, metadata: dict[str, object],
+              directory: Path = RAW_DIR) -> None:
     """Keep the source's bars as read, so a commit pins exactly the data it used."""
-    with atomic.new_directory(directory) as staging:
-        table.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
-        (staging / "raw.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    staging = commit.directory(directory)
+    table.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+    (staging / "raw.json").write_text(json.dumps(metadata, indent=2) + "\n")
 
 
 def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.DataFrame]]:
@@ -85,18 +143,18 @@ def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.Dat
 # --- data/prepared -----------------------------------------------------------------------------
 
 
-def write_prepared(prepared: Prepared, directory: Path = PREPARED_DIR) -> None:
-    """Write all of ``prepared`` into ``directory``, replaced whole or not at all."""
-    with atomic.new_directory(directory) as staging:
-        prepared.bars.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
-        arrays = {}
-        for name, part in prepared.splits.items():
-            for field in dataclasses.fields(features.Windows):
-                arrays[f"{name}_{field.name}"] = getattr(part, field.name)
-        np.savez(staging / "windows.npz", **arrays)
-        np.savez(staging / "tutorial.npz", x=prepared.tutorial_x, y=prepared.tutorial_y,
-                 target_dates=prepared.tutorial_target_dates)
-        (staging / "prepared.json").write_text(json.dumps(prepared.summary(), indent=2) + "\n")
+def write_prepared(commit: atomic.Commit, prepared: Prepared, directory: Path = PREPARED_DIR) -> None:
+    """Write all of ``prepared`` into ``directory``, replaced whole with the commit."""
+    staging = commit.directory(directory)
+    prepared.bars.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+    arrays = {}
+    for name, part in prepared.splits.items():
+        for field in dataclasses.fields(features.Windows):
+            arrays[f"{name}_{field.name}"] = getattr(part, field.name)
+    save_npz(staging / "windows.npz", arrays)
+    save_npz(staging / "tutorial.npz", {"x": prepared.tutorial_x, "y": prepared.tutorial_y,
+                                        "target_dates": prepared.tutorial_target_dates})
+    (staging / "prepared.json").write_text(json.dumps(prepared.summary(), indent=2) + "\n")
 
 
 def read_windows(directory: Path = PREPARED_DIR) -> dict[str, features.Windows]:
@@ -144,17 +202,29 @@ def read_prepared_bars(directory: Path = PREPARED_DIR) -> pd.DataFrame:
 
 
 def write_models(
-    model: Any, summary: dict[str, object], tutorial_state: Optional[tuple[np.ndarray, np.ndarray]] = None,
-    directory: Path = MODELS_DIR,
+    commit: atomic.Commit, model: Any, summary: dict[str, object],
+    tutorial_state: Optional[tuple[np.ndarray, np.ndarray]] = None, directory: Path = MODELS_DIR,
 ) -> None:
     """The trained model (anything with Keras' ``save``), its summary and the tutorial's
-    trained data, replacing ``directory`` in one rename."""
-    with atomic.new_directory(directory) as staging:
-        model.save(staging / MODEL_FILE)
-        if tutorial_state is not None:
-            x, y = tutorial_state
-            np.savez(staging / TUTORIAL_STATE_FILE, x=x, y=y)
-        atomic.write_json(staging / TRAIN_SUMMARY_FILE, summary)
+    trained data, replacing ``directory`` with the commit. Same inputs, same bytes."""
+    staging = commit.directory(directory)
+    _save_keras(model, staging / MODEL_FILE)
+    if tutorial_state is not None:
+        x, y = tutorial_state
+        save_npz(staging / TUTORIAL_STATE_FILE, {"x": x, "y": y})
+    (staging / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def write_train_run(commit: atomic.Commit, ids: dict[str, Any], path: Path = TRAIN_RUN_FILE) -> None:
+    commit.write_json(path, ids)
+
+
+def read_train_run(path: Path = TRAIN_RUN_FILE) -> Optional[dict[str, Any]]:
+    """The MLflow ids of the run that trained ``models/``, if this workspace made it."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def model_file(directory: Path = MODELS_DIR) -> Path:
@@ -185,8 +255,9 @@ def history_csv(history: Sequence[CurvePoint], with_validation: bool) -> str:
     return out.getvalue()
 
 
-def write_history(history: Sequence[CurvePoint], with_validation: bool, path: Path = HISTORY_FILE) -> None:
-    atomic.write_text(path, history_csv(history, with_validation))
+def write_history(commit: atomic.Commit, history: Sequence[CurvePoint], with_validation: bool,
+                  path: Path = HISTORY_FILE) -> None:
+    commit.write_text(path, history_csv(history, with_validation))
 
 
 def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
@@ -199,10 +270,10 @@ def predictions_csv(predictions: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def write_evaluation(report: dict[str, object], predictions_text: str,
+def write_evaluation(commit: atomic.Commit, report: dict[str, object], predictions_text: str,
                      metrics_file: Path = METRICS_FILE, predictions_file: Path = PREDICTIONS_FILE) -> None:
-    atomic.write_json(metrics_file, report)
-    atomic.write_text(predictions_file, predictions_text)
+    commit.write_json(metrics_file, report)
+    commit.write_text(predictions_file, predictions_text)
 
 
 def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -216,10 +287,10 @@ def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dic
     return document
 
 
-def write_tune_reports(best_params: dict[str, Any], report: dict[str, Any],
+def write_tune_reports(commit: atomic.Commit, best_params: dict[str, Any], report: dict[str, Any],
                        best_file: Path = BEST_PARAMS_FILE, report_file: Path = TUNE_REPORT_FILE) -> None:
-    atomic.write_text(best_file, yaml.safe_dump(best_params, sort_keys=False))
-    atomic.write_json(report_file, report)
+    commit.write_text(best_file, yaml.safe_dump(best_params, sort_keys=False))
+    commit.write_json(report_file, report)
 
 
 def read_best_params(path: Path = BEST_PARAMS_FILE) -> dict[tuple[str, str], Any]:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import threading
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Optional
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
+from nextclose import processes
 from nextclose.errors import UserError
 from nextclose.params import Params, TuneParams
 from nextclose.search_space import SEARCHED
@@ -191,7 +191,7 @@ def open_study(params: Params, prepared_summary: dict[str, Any], location: str) 
     study = optuna.create_study(
         study_name=name, storage=storage, pruner=pruner, direction="minimize", load_if_exists=True,
     )
-    study.sampler = make_sampler(params.tune.seed, len(study.get_trials(deepcopy=False)))
+    study.sampler = make_sampler(params.tune.seed)
     if name not in existing:
         study.set_user_attr("search_space", space)
         study.set_user_attr("data_sha256", prepared_summary["source_sha256"])
@@ -214,15 +214,35 @@ def best_values(study: optuna.Study) -> Optional[dict[str, Any]]:
     return {"trial": best.number, "value": best.value, "params": dict(best.params)}
 
 
-def make_sampler(seed: int, trials_so_far: int) -> optuna.samplers.TPESampler:
-    """TPE seeded from ``tune.seed`` and the study's size when this worker starts.
+class TrialSeededTPESampler(optuna.samplers.TPESampler):
+    """TPE whose random state is drawn afresh for each trial from ``tune.seed`` and the
+    trial's number.
 
-    The same seed alone would make every rerun (and every worker) draw the very
-    same first values again; offsetting it by the trials already in the study
-    keeps a fresh study's first run reproducible and a rerun new. Five random
-    trials before TPE models the results, as the default budget is small.
+    The storage gives every trial of a study its own number, so workers that start
+    together on a fresh study still draw different values (a sampler seeded once per
+    worker hands each of them the same first values), a rerun draws new ones, and a
+    study grown by one worker is the same study every time.
     """
-    return optuna.samplers.TPESampler(seed=seed + trials_so_far, n_startup_trials=5)
+
+    def __init__(self, seed: int, **kwargs: Any):
+        super().__init__(seed=seed, **kwargs)
+        self.base_seed = seed
+
+    def trial_seed(self, number: int) -> int:
+        digest = hashlib.sha256(f"{self.base_seed}:{number}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+    def before_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        seed = self.trial_seed(trial.number)
+        self._rng.rng.seed(seed)
+        self._random_sampler._rng.rng.seed(seed)
+        super().before_trial(study, trial)
+
+
+def make_sampler(seed: int) -> TrialSeededTPESampler:
+    """TPE seeded per trial from ``tune.seed``; five random trials before TPE models the
+    results, as the default budget is small."""
+    return TrialSeededTPESampler(seed=seed, n_startup_trials=5)
 
 
 def make_pruner(kind: str, eval_every: int, max_steps: int) -> optuna.pruners.BasePruner:
@@ -232,25 +252,6 @@ def make_pruner(kind: str, eval_every: int, max_steps: int) -> optuna.pruners.Ba
     if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=eval_every, max_resource=max_steps)
     return optuna.pruners.NopPruner()
-
-
-def _this_process() -> dict[str, Any]:
-    import psutil
-
-    process = psutil.Process()
-    return {"host": socket.gethostname(), "pid": process.pid, "started": process.create_time()}
-
-
-def _worker_is_alive(worker: dict) -> Optional[bool]:
-    """True or False for a worker on this host; None when it ran elsewhere."""
-    import psutil
-
-    if worker.get("host") != socket.gethostname():
-        return None
-    try:
-        return abs(psutil.Process(int(worker["pid"])).create_time() - float(worker["started"])) < 1.0
-    except (psutil.Error, KeyError, ValueError, TypeError):
-        return False
 
 
 def fail_stale_trials(study: optuna.Study, now: Optional[float] = None) -> list[int]:
@@ -266,7 +267,7 @@ def fail_stale_trials(study: optuna.Study, now: Optional[float] = None) -> list[
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker = trial.system_attrs.get("nextclose:worker")
         beat = trial.system_attrs.get("nextclose:heartbeat")
-        alive = _worker_is_alive(worker) if worker else None
+        alive = processes.is_alive(worker) if worker else None
         stale_beat = beat is not None and now - float(beat) > STALE_AFTER_SECONDS
         if alive is False or (alive is None and stale_beat):
             try:
@@ -299,7 +300,7 @@ class Heartbeat:
                 return
 
     def __enter__(self) -> "Heartbeat":
-        self.storage.set_trial_system_attr(self.trial_id, "nextclose:worker", _this_process())
+        self.storage.set_trial_system_attr(self.trial_id, "nextclose:worker", processes.this_process())
         self._beat()
         self.thread.start()
         return self

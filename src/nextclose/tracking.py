@@ -6,12 +6,15 @@ The only module besides the stage programs that calls MLflow's fluent API.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import subprocess
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
+
+from nextclose.errors import UserError
 
 EXPERIMENT_PREFIX = "nextclose"
 # `dvc exp run --temp` and `--queue` run stages in a copy under this folder of the workspace.
@@ -36,6 +39,99 @@ def tracking_uri() -> str:
 def artifact_root() -> str:
     """Where a new experiment stores artifacts: next to the default database, never in a temp copy."""
     return (workspace_root() / "mlartifacts").as_uri()
+
+
+@contextlib.contextmanager
+def store_lock() -> Iterator[None]:
+    """Hold a file lock beside a SQLite tracking store while it may be created or upgraded.
+
+    MLflow creates (and migrates) its tables when a process first opens the store; two
+    processes doing that at once on a new file fail ("duplicate column name", "table
+    _alembic_tmp_experiments already exists"). A server store does this once, on its side.
+    """
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri[len("sqlite:///"):])
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def open_client() -> Any:
+    """An MLflow client of the tracking store, its tables made (call it under :func:`store_lock`)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    client = mlflow.MlflowClient()
+    client.search_experiments(max_results=1)  # opens the store: creates or upgrades its tables
+    return client
+
+
+class ForeignStore(UserError):
+    """The workspace's own store keeps its artifacts in another workspace (a copied checkout)."""
+
+
+def check_artifact_location(location: str) -> None:
+    """Refuse to log into another workspace's artifact folder.
+
+    The embedded store records an absolute ``file://`` artifact folder per experiment when
+    it is first made, so a copied or moved checkout would keep writing into the original.
+    """
+    from urllib.parse import unquote, urlparse
+
+    root = workspace_root()
+    # (MLflow itself exports MLFLOW_TRACKING_URI once a URI is set: compare, don't test for it)
+    if tracking_uri() != f"sqlite:///{root / 'mlflow.db'}" or not location.startswith("file:"):
+        return  # a store the user chose keeps its artifacts where it was set up to
+    folder = Path(unquote(urlparse(location).path)).resolve()
+    if folder.is_relative_to(root):
+        return
+    raise ForeignStore(
+        f"{root / 'mlflow.db'} was made in another workspace: its experiments store artifacts in "
+        f"{folder}, not under {root}. This checkout was copied or moved: keep its runs apart with a "
+        f"store of its own (mv mlflow.db mlflow.db.copied; the next run makes a new one), or point "
+        f"MLFLOW_TRACKING_URI at the store you mean to share"
+    )
+
+
+def mark_dead_runs(client: Any) -> list[str]:
+    """Mark KILLED every nextclose run still RUNNING whose process on this host is gone.
+
+    A killed stage cannot end its own run. The run gets the tag ``killed_reason``, and a
+    model version it registered the tag ``run_killed`` (``nextclose champion`` skips it).
+    Runs of other hosts are left alone: whether their process lives cannot be seen here.
+    """
+    import socket
+
+    from nextclose import processes
+
+    experiments = [e.experiment_id for e in client.search_experiments(
+        filter_string=f"name LIKE '{EXPERIMENT_PREFIX}-%'")]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments, filter_string=f"attributes.status = 'RUNNING' and tags.worker_host = '{socket.gethostname()}'",
+        max_results=1000,
+    )
+    notes = []
+    for run in running:
+        tags = run.data.tags
+        worker = {"host": tags.get("worker_host"), "pid": tags.get("worker_pid"), "started": tags.get("worker_started")}
+        if processes.is_alive(worker) is not False:
+            continue
+        client.set_tag(run.info.run_id, "killed_reason",
+                       f"its process {worker['pid']} on {worker['host']} ended without finishing the run")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        for version in client.search_model_versions(f"run_id = '{run.info.run_id}'"):
+            client.set_model_version_tag(version.name, version.version, "run_killed", "true")
+        notes.append(f"marked run {run.info.run_id} ({tags.get('stage', '?')}) KILLED: its process is gone")
+    return notes
 
 
 def _git(*args: str) -> Optional[str]:
@@ -83,8 +179,12 @@ def pipeline_execution_id() -> str:
 
 
 def run_tags(stage: str) -> dict[str, str]:
-    """Tags every stage run carries, so the UI can group and filter runs."""
+    """Tags every stage run carries, so the UI can group and filter runs (and a later run can
+    tell that this one's process died: ``worker_host``, ``worker_pid``, ``worker_started``)."""
+    from nextclose import processes
+
     tags = {"stage": stage, "pipeline_execution": pipeline_execution_id()}
+    tags.update({f"worker_{key}": str(value) for key, value in processes.this_process().items()})
     commit = _git("rev-parse", "HEAD")
     if commit:
         tags["git_commit"] = commit
@@ -105,15 +205,19 @@ def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[Any]:
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
     name = f"{EXPERIMENT_PREFIX}-{stage}"
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            client.create_experiment(name, artifact_location=artifact_root())
-        except mlflow.exceptions.MlflowException:
-            pass  # created meanwhile by a parallel stage
+    with store_lock():
+        client = open_client()
+        for note in mark_dead_runs(client):
+            print(f"note: {note}")
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            try:
+                client.create_experiment(name, artifact_location=artifact_root())
+            except mlflow.exceptions.MlflowException:
+                pass  # created meanwhile by a stage on another machine
+        else:
+            check_artifact_location(experiment.artifact_location)
     mlflow.set_experiment(name)
     with mlflow.start_run(run_name=run_name, tags=run_tags(stage)) as run:
         yield run

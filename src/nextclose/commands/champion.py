@@ -19,6 +19,8 @@ def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
         train_run = client.get_run(version.run_id)
     except mlflow.exceptions.MlflowException:
         return None
+    if train_run.info.status != "FINISHED":  # killed or failed: its model was never settled
+        return None
     if metric in registry.TRAIN_METRICS:
         return train_run.data.metrics.get(metric)
     evaluate_run_id = train_run.data.tags.get("evaluate_run_id")
@@ -31,12 +33,12 @@ def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
 
 
 def main(kind: str, metric: str, alias: str) -> None:
-    import mlflow
-
     from nextclose import tracking
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
-    client = mlflow.MlflowClient()
+    with tracking.store_lock():
+        client = tracking.open_client()
+        for note in tracking.mark_dead_runs(client):
+            print(f"note: {note}")
     name = registry.registered_name(kind)
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:

@@ -8,20 +8,38 @@ with the same numbers, the figures, and links both ways to the training run.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Optional
 
-from nextclose import evaluation, layout, plots
+from nextclose import atomic, evaluation, layout, plots
 from nextclose.params import Params
 
 
-def _link_to_training(client: Any, evaluate_run: Any, train: dict[str, Any]) -> None:
-    """Tag the training run with this evaluation, when it lives in the same store."""
+def _link_to_training(client: Any, evaluate_run: Any, train_run: Optional[dict[str, Any]]) -> Optional[str]:
+    """Link this evaluation and the run that trained ``models/`` both ways, when that run is
+    known here (``models/`` pulled from a DVC remote was trained elsewhere); its model id or None."""
     import mlflow
 
+    if train_run is None:
+        print(f"note: {layout.TRAIN_RUN_FILE} is missing (models/ was not trained in this workspace); "
+              f"the evaluation is not linked to a training run")
+        return None
     try:
-        client.set_tag(train["run_id"], "evaluate_run_id", evaluate_run.info.run_id)
+        client.set_tag(train_run["run_id"], "evaluate_run_id", evaluate_run.info.run_id)
     except mlflow.exceptions.MlflowException:
-        print(f"note: training run {train['run_id']} is not in this MLflow store; not linked back")
+        print(f"note: training run {train_run['run_id']} is not in this MLflow store; not linked back")
+        return None
+    mlflow.set_tags({"train_run_id": train_run["run_id"], "model_uri": train_run["model_uri"],
+                     "model_id": train_run["model_id"]})
+    mlflow.set_tag(
+        "mlflow.note.content",
+        f"Evaluates training run [{train_run['run_id']}](#/experiments/{train_run['experiment_id']}"
+        f"/runs/{train_run['run_id']}) and its model `{train_run['model_uri']}`.",
+    )
+    try:
+        client.get_logged_model(train_run["model_id"])
+    except mlflow.exceptions.MlflowException:
+        return None
+    return train_run["model_id"]
 
 
 def main(params: Params) -> None:
@@ -49,30 +67,18 @@ def main(params: Params) -> None:
         client = mlflow.MlflowClient()
         mlflow.log_params(params.section_dict("evaluate") | {"model.kind": kind})
         mlflow.log_params({f"fitted.{key}": value for key, value in result.fitted.items()})
-        mlflow.set_tags({
-            "train_run_id": train["run_id"], "model_uri": train["model_uri"],
-            "model_id": train["model_id"], "evaluated_on": "in-sample" if kind == "tutorial" else "test",
-        })
-        mlflow.set_tag(
-            "mlflow.note.content",
-            f"Evaluates training run [{train['run_id']}](#/experiments/{train['experiment_id']}"
-            f"/runs/{train['run_id']}) and its model `{train['model_uri']}`.",
-        )
-        flat = evaluation.tracked_metrics(result.report)
-        try:
-            client.get_logged_model(train["model_id"])
-            model_id = train["model_id"]  # the metrics then also show on the model's page
-        except mlflow.exceptions.MlflowException:
-            model_id = None
-        mlflow.log_metrics(flat, model_id=model_id)
+        mlflow.set_tag("evaluated_on", "in-sample" if kind == "tutorial" else "test")
+        # with the model's id, the metrics also show on the model's page
+        model_id = _link_to_training(client, run, layout.read_train_run())
+        mlflow.log_metrics(evaluation.tracked_metrics(result.report), model_id=model_id)
         figures = plots.evaluation_figures(result.predictions, history, train.get("best_step"), kind)
         for path, figure in figures.items():
             mlflow.log_figure(figure, path)
         mlflow.log_dict(result.report, "metrics.json")
         mlflow.log_text(csv_text, "predictions.csv")
-        _link_to_training(client, run, train)
-
-    # Files last, each in one rename, so a failure above leaves the old outputs whole.
-    layout.write_evaluation(result.report, csv_text)
+        # Files last, in one commit, inside the run: a kill before it leaves the old files and a
+        # run that never finished (the next run marks it KILLED).
+        with atomic.Commit() as commit:
+            layout.write_evaluation(commit, result.report, csv_text)
     print(evaluation.summary_table(result.report))
     print(f"evaluated {kind} in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")

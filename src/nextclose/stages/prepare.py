@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from nextclose import bars, layout, preparation
+from nextclose import atomic, bars, layout, preparation
 from nextclose.params import DataParams, Params
 
 
@@ -74,10 +74,6 @@ def main(params: Params) -> None:
     loaded = load_source(params.data)
     source = loaded.name
     prepared = preparation.prepare(loaded.table, source, params.data, params.split, params.features)
-    # Only now, with every check passed, is anything replaced.
-    if not loaded.reused:
-        layout.write_raw(loaded.table, loaded.metadata)
-    layout.write_prepared(prepared)
     summary = prepared.summary()
     if params.data.source not in ("msft", "csv"):
         how = "reused" if loaded.reused else "fetched"
@@ -115,3 +111,9 @@ def main(params: Params) -> None:
         if "fetched_at" in loaded.metadata:
             mlflow.set_tags({"symbol": params.data.symbol, "fetched_at": loaded.metadata["fetched_at"],
                              "raw_reused": str(loaded.reused).lower()})
+        # Only now, with every check passed, is anything replaced: both folders in one commit,
+        # inside the run, so a run that never finished is one whose outputs may not have landed.
+        with atomic.Commit() as commit:
+            if not loaded.reused:
+                layout.write_raw(commit, loaded.table, loaded.metadata)
+            layout.write_prepared(commit, prepared)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from nextclose import layout, registry, training
+from nextclose import atomic, layout, registry, training
 from nextclose.params import Params
 
 
@@ -82,10 +82,9 @@ def main(params: Params) -> None:
         result = training.train_model(data, params.model, params.train, params.base.seed, on_point)
         progress.close(result)
         final = result.history[-1]
+        # models/train.json: what the model is, the same bytes whenever the inputs are the same
         summary: dict[str, Any] = {
             "kind": params.model.kind,
-            "run_id": run.info.run_id,
-            "experiment_id": run.info.experiment_id,
             "steps_run": result.steps_run,
             "stopped_early": result.stopped_early,
             "best_step": result.best_step,
@@ -110,17 +109,20 @@ def main(params: Params) -> None:
             result.model, input_example, registered_model_name=name,
             exported=tutorial_kind,  # TutorialNetwork is a custom class; its graph loads without nextclose
         )
-        summary["model_uri"] = logged.model_uri
-        summary["model_id"] = logged.model_id
-        summary["registered_model"] = name
-        summary["registered_version"] = logged.registered_model_version
-
-        # Files last, each in one rename, so a failure above leaves the old outputs whole.
+        # .nextclose/train_run.json: which run and model made models/ (new on every run)
+        ids = {
+            "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+            "model_uri": logged.model_uri, "model_id": logged.model_id,
+            "registered_model": name, "registered_version": logged.registered_model_version,
+        }
         tutorial_state = None
         if result.trained_inputs is not None and result.trained_targets is not None:
             tutorial_state = (result.trained_inputs, result.trained_targets)
-        layout.write_models(result.model, summary, tutorial_state)
-        layout.write_history(result.history, with_validation=not tutorial_kind)
+        # Files last, in one commit, so a failure or a kill above leaves the old outputs whole.
+        with atomic.Commit() as commit:
+            layout.write_models(commit, result.model, summary, tutorial_state)
+            layout.write_history(commit, result.history, with_validation=not tutorial_kind)
+            layout.write_train_run(commit, ids)
         mlflow.log_artifact(str(layout.HISTORY_FILE))
     where = f"final cost {final.loss:.6g}" if tutorial_kind else (
         f"best val_loss {result.best_loss:.4f} at step {result.best_step}"

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 import optuna
 
-from nextclose import layout, tracking, training
+from nextclose import atomic, layout, tracking, training
 from nextclose import study as studies
 from nextclose.features import TrainingData
 from nextclose.params import Params
@@ -176,7 +176,8 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
             "trials_total": sum(counts.values()),
             "mlflow_run_id": parent.info.run_id,
         }
-        layout.write_tune_reports(layout.best_params_document(study.study_name, best), report_json)
+        with atomic.Commit() as commit:
+            layout.write_tune_reports(commit, layout.best_params_document(study.study_name, best), report_json)
         mlflow.log_artifact(str(layout.BEST_PARAMS_FILE))
     return report_json
 
