@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint mutate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,15 @@ test: $(STAMP)
 
 # ruff (rules in pyproject.toml) over the code, the tests and the benchmarks; mypy over src/.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
+
+# Mutation testing of the core with the fast tests; MODULE=metrics runs one module's mutants.
+# Results persist in mutants/: a rerun continues where the last one stopped.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutate]'
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run $(if $(MODULE),"nextclose.$(MODULE).*") || true
+	$(BIN)/python scripts/mutation_score.py
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r bench/requirements.txt
