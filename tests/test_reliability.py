@@ -100,9 +100,15 @@ def leftovers(root: Path) -> list[str]:
     return names
 
 
+def tracking_uri(root: Path) -> str:
+    """A store of the workspace's own under another name than the default mlflow.db, so the
+    copies these tests make are not refused as copied checkouts (that has its own test)."""
+    return f"sqlite:///{root / 'store.db'}"
+
+
 def in_workspace(root: Path, monkeypatch) -> None:
     monkeypatch.chdir(root)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(root))
     monkeypatch.delenv("DVC_ROOT", raising=False)
     monkeypatch.delenv("OPTUNA_STORAGE", raising=False)
 
@@ -127,7 +133,7 @@ def copy_of(finished: Path, destination: Path, stage: str) -> Path:
 
 
 def run_stage(root: Path, stage: str, destination: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", TF_CPP_MIN_LOG_LEVEL="3")
+    env = dict(os.environ, MLFLOW_TRACKING_URI=tracking_uri(root), TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("DVC_ROOT", None)
     return subprocess.run([sys.executable, "-c", KILLER, stage, destination], cwd=root, env=env,
                           capture_output=True, text=True, timeout=600)
