@@ -1,18 +1,19 @@
 """Where every stage's files live and what is in them: the one owner of the file formats.
 
 Paths are relative to the working directory (the repository root, where DVC runs
-the stages). Writers replace a file or a directory in one rename
-(:mod:`nextclose.atomic`), so a failure leaves the previous outputs whole; readers
-turn the files back into the core's values.
+the stages). Writers put each output into a stage's :class:`nextclose.atomic.Commit`,
+so a stage's outputs change together or not at all, and write the same bytes for the
+same content; readers turn the files back into the core's values.
 
 - ``data/raw/``: ``bars.csv`` as the source gave it, ``raw.json`` where it came from.
 - ``data/prepared/``: ``bars.csv`` (checked bars with their split), ``windows.npz``
   (the default model's samples per split), ``tutorial.npz`` (the tutorial's x, y and
   target dates), ``prepared.json`` (split dates, counts, normalisation, source hash).
-- ``models/``: ``model.keras``, ``train.json`` (the kind, the run, the final figures)
+- ``models/``: ``model.keras``, ``train.json`` (the kind, steps, final figures)
   and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
 - ``reports/``: ``train_history.csv``, ``metrics.json``, ``predictions.csv``,
   ``best_params.yaml`` and ``tune.json``.
+- ``.nextclose/train_run.json``: the MLflow run and model that made ``models/`` (untracked).
 """
 
 from __future__ import annotations
