@@ -202,9 +202,10 @@ def fit_windows_per_second(splits, normalisation, params, epochs: int) -> dict[s
     network.compile(optimizer=keras.optimizers.Adam(params.train.learning_rate), loss="mse")
     stamps: list[float] = []
     batches = [0]
+    # Keras passes `logs` by name, so the parameters keep Keras' names though unused.
     callback = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda _batch, _logs: batches.__setitem__(0, batches[0] + 1),
-        on_epoch_end=lambda _epoch, _logs: stamps.append(time.perf_counter()),
+        on_train_batch_end=lambda batch, logs: batches.__setitem__(0, batches[0] + 1),  # noqa: ARG005
+        on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter()),  # noqa: ARG005
     )
     start = time.perf_counter()
     network.fit(train.inputs, train.targets, batch_size=params.train.batch_size, epochs=epochs,
