@@ -71,14 +71,19 @@ def _fsync_tree(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _workspace_lock(root: Path) -> Iterator[None]:
-    """One commit or recovery at a time in a workspace (e.g. two tune workers finishing)."""
-    with open(root / LOCK, "a") as handle:
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block; other processes wait."""
+    with open(path, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _workspace_lock(root: Path) -> contextlib.AbstractContextManager[None]:
+    """One commit or recovery at a time in a workspace (e.g. two tune workers finishing)."""
+    return file_lock(root / LOCK)
 
 
 def _old_sibling(output: Path) -> Path:

@@ -6,7 +6,6 @@ The only module besides the stage programs that calls MLflow's fluent API.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
@@ -53,14 +52,12 @@ def store_lock() -> Iterator[None]:
     if not uri.startswith("sqlite:///"):
         yield
         return
+    from nextclose import atomic
+
     database = Path(uri[len("sqlite:///"):])
     database.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{database}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with atomic.file_lock(database.with_name(database.name + ".lock")):
+        yield
 
 
 def open_client() -> Any:

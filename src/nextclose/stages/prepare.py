@@ -2,7 +2,7 @@
 
 Writes ``data/raw/`` (the bars as the source gave them, and ``raw.json``: source,
 symbol, fetch time, hash; a network source is fetched only when these change) and
-``data/prepared/`` (each directory replaced in one rename, after every check passed);
+``data/prepared/`` (both replaced in one commit, after every check passed);
 :mod:`nextclose.layout` describes the files.
 """
 

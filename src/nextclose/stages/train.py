@@ -1,8 +1,9 @@
 """Stage 2: train the model kind chosen in params on the prepared data.
 
-Writes ``models/`` (``model.keras``, ``train.json``: the kind, the MLflow run and
-model, the final figures; for the tutorial kind also ``tutorial_state.npz``, the
-trained x and y) and ``reports/train_history.csv`` (``step,loss[,val_loss]``, a DVC plot).
+Writes ``models/`` (``model.keras``, ``train.json``: the kind, steps and final figures;
+for the tutorial kind also ``tutorial_state.npz``, the trained x and y),
+``reports/train_history.csv`` (``step,loss[,val_loss]``, a DVC plot) and
+``.nextclose/train_run.json`` (the MLflow run and model), all in one commit.
 """
 
 from __future__ import annotations
