@@ -1,7 +1,7 @@
 """Benchmarks of the training stage; prints figures and ratios, asserts nothing.
 
     make bench          # installs bench/requirements.txt (tf-keras), then runs this
-    python bench/run.py [--rounds 3] [--output bench/results.json]
+    python bench/run.py [--rounds 3] [--output bench/results.json] [--only members]
 
 1. Tutorial replica vs the tutorial's TF1 graph code (bench/tf1_tutorial.py, run in a
    subprocess with TF_USE_LEGACY_KERAS=1) on the same 242x4 input: optimizer
@@ -9,13 +9,17 @@
 2. Default model: ``nextclose.training.train_lstm`` vs a plain
    ``model.compile(); model.fit()`` of the same architecture and batch size:
    training windows per second, and the ratio (target: >= 1.5x).
-3. Peak RSS of ``nextclose train`` with the repo's params.yaml, run in a
+3. Members in one graph (``train.seeds``): wall time of ``train_lstm`` with 8 members
+   vs 1 member (same steps, batch size and process; target: <= 2.5x), and vs 8
+   sequential one-member runs (target: 8-in-one >= 3x faster). Wall times include
+   tracing and compiling, which every run pays.
+4. Peak RSS of ``nextclose train`` with the repo's params.yaml, run in a
    temporary copy of params.yaml + data/prepared (MLflow to a SQLite file there),
    so the repo's models/, reports/ and mlflow.db are untouched. Measured through
    bench/peak_rss.py, a small launcher, because a child forked from this process
    would report this process's own RSS as its floor.
 
-The machine may be shared, so the measurements of 1 and 2 are interleaved in
+The machine may be shared, so the measurements of 1, 2 and 3 are interleaved in
 ``--rounds`` rounds (each side sees the same load) and medians are reported. All
 rates exclude tracing and XLA compilation: they are taken between progress
 callbacks after the first compiled call (or after the first epoch of ``fit``).
@@ -136,15 +140,16 @@ def tf1_steps_per_second(npz: Path, steps: int, warmup: int) -> dict[str, object
 
 
 def replica_steps_per_second(x, y, params, steps_per_call: int, eval_every: int,
-                             intervals: int) -> dict[str, object]:
-    """``train_tutorial`` for 1 + intervals * eval_every steps; the rate between the first
-    history row (after update 1, the call that compiles) and the last."""
+                             intervals: int, members: int = 1) -> dict[str, object]:
+    """``train_tutorial`` (one member unless told: the TF1 code trains one network) for
+    1 + intervals * eval_every steps; the rate between the first history row (after update 1,
+    the call that compiles) and the last."""
     from nextclose import training
 
     model = dataclasses.replace(params.model, kind="tutorial", hidden_units=128)
     train = dataclasses.replace(
         params.train, learning_rate=0.1, steps=1 + intervals * eval_every,
-        eval_every=eval_every, steps_per_call=steps_per_call, patience=None,
+        eval_every=eval_every, steps_per_call=steps_per_call, patience=None, seeds=members,
     )
     stamps: list[tuple[float, int]] = []
     start = time.perf_counter()
@@ -166,12 +171,13 @@ def replica_steps_per_second(x, y, params, steps_per_call: int, eval_every: int,
 
 
 def ours_windows_per_second(splits, normalisation, params, evaluations: int) -> dict[str, object]:
-    """``train_lstm`` with the default params, no early stopping; the rate between the
-    evaluation after the first (compiling) call and the last evaluation."""
+    """``train_lstm`` with the default params and one member (``fit`` trains one network),
+    no early stopping; the rate between the evaluation after the first (compiling) call and
+    the last evaluation."""
     from nextclose import training
 
     train = dataclasses.replace(
-        params.train, patience=None, steps=params.train.eval_every * evaluations
+        params.train, patience=None, steps=params.train.eval_every * evaluations, seeds=1
     )
     batch = min(train.batch_size, len(splits["train"].targets))
     stamps: list[tuple[float, int]] = []
@@ -226,7 +232,36 @@ def fit_windows_per_second(splits, normalisation, params, epochs: int) -> dict[s
     }
 
 
-# --- 3. peak RSS of `nextclose train` ---------------------------------------------------------
+# --- 3. members in one graph ------------------------------------------------------------------
+
+
+def members_wall_seconds(splits, normalisation, params, members: int, steps: int) -> dict[str, object]:
+    """Wall time of one ``train_lstm`` call with ``members`` members for ``steps`` steps (no
+    early stopping), and its rate between the first and the last evaluation after compiling."""
+    from nextclose import training
+
+    train = dataclasses.replace(params.train, patience=None, steps=steps, seeds=members)
+    stamps: list[tuple[float, int]] = []
+    start = time.perf_counter()
+    training.train_lstm(
+        splits["train"], splits["validation"], normalisation, params.model, train,
+        params.base.seed, on_point=lambda point: stamps.append((time.perf_counter(), point.step)),
+    )
+    wall = time.perf_counter() - start
+    (t0, s0), (t1, s1) = stamps[1], stamps[-1]
+    return {"members": members, "steps": steps, "wall_seconds": wall, "steps_per_second": (s1 - s0) / (t1 - t0)}
+
+
+def sequential_wall_seconds(splits, normalisation, params, members: int, steps: int) -> dict[str, object]:
+    """``members`` one-member runs one after another, seeds base.seed + i: what K runs cost."""
+    start = time.perf_counter()
+    for index in range(members):
+        seeded = dataclasses.replace(params, base=dataclasses.replace(params.base, seed=params.base.seed + index))
+        members_wall_seconds(splits, normalisation, seeded, 1, steps)
+    return {"members": members, "steps": steps, "wall_seconds": time.perf_counter() - start}
+
+
+# --- 4. peak RSS of `nextclose train` ---------------------------------------------------------
 
 
 def init_mlflow(uri: str) -> None:
@@ -281,6 +316,56 @@ def imports_peak_rss(work: Path) -> float:
 # --- the run ---------------------------------------------------------------------------------
 
 
+def members_section(splits, normalisation, params, tutorial, rounds: int, steps: int) -> dict[str, object]:
+    """8 members in one graph vs 1 member vs 8 one-member runs in a row, interleaved; and the
+    tutorial's network (a batch of one: latency-bound) with 8 members vs 1."""
+    runs: dict[str, list] = {"one": [], "eight": [], "sequential": [], "tutorial_one": [], "tutorial_eight": []}
+    for r in range(rounds):
+        print(f"round {r + 1}/{rounds}: 1 member, 8 members, 8 one-member runs; tutorial 1 and 8 ...", flush=True)
+        runs["one"].append(members_wall_seconds(splits, normalisation, params, 1, steps))
+        runs["eight"].append(members_wall_seconds(splits, normalisation, params, 8, steps))
+        runs["sequential"].append(sequential_wall_seconds(splits, normalisation, params, 8, steps))
+        for name, count in (("tutorial_one", 1), ("tutorial_eight", 8)):
+            runs[name].append(replica_steps_per_second(tutorial["x"], tutorial["y"], params, 100, 100, 3, count))
+    one = median([x["wall_seconds"] for x in runs["one"]])
+    eight = median([x["wall_seconds"] for x in runs["eight"]])
+    sequential = median([x["wall_seconds"] for x in runs["sequential"]])
+    rate_one = median([x["steps_per_second"] for x in runs["one"]])
+    rate_eight = median([x["steps_per_second"] for x in runs["eight"]])
+    return {
+        "steps": steps, "batch_size": params.train.batch_size, "model": dataclasses.asdict(params.model),
+        "one_member_seconds": one, "eight_members_seconds": eight, "eight_sequential_seconds": sequential,
+        "eight_vs_one": eight / one, "target_eight_vs_one": 2.5,
+        "sequential_vs_eight": sequential / eight, "target_sequential_vs_eight": 3.0,
+        "steady_state_steps_per_second": {"one": rate_one, "eight": rate_eight},
+        "steady_state_eight_vs_one": rate_one / rate_eight,
+        "tutorial_steps_per_second": {
+            "one": median([x["steps_per_second"] for x in runs["tutorial_one"]]),
+            "eight": median([x["steps_per_second"] for x in runs["tutorial_eight"]]),
+        },
+        "runs": runs,
+    }
+
+
+def print_members(members: dict) -> None:
+    def met(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(f"3. members in one graph ({members['steps']} steps, batch {members['batch_size']}, "
+          f"{members['model']['hidden_units']} units; wall time incl. compile):")
+    print(f"   1 member {members['one_member_seconds']:.1f} s; 8 members {members['eight_members_seconds']:.1f} s: "
+          f"{members['eight_vs_one']:.2f}x  (target <= 2.5x: {met(members['eight_vs_one'] <= 2.5)})")
+    print(f"   8 one-member runs in a row {members['eight_sequential_seconds']:.1f} s: 8-in-one is "
+          f"{members['sequential_vs_eight']:.2f}x faster  (target >= 3x: {met(members['sequential_vs_eight'] >= 3.0)})")
+    rates = members["steady_state_steps_per_second"]
+    print(f"   after compiling: {rates['one']:.0f} vs {rates['eight']:.0f} steps/s "
+          f"({members['steady_state_eight_vs_one']:.2f}x the time per step)")
+    tutorial = members["tutorial_steps_per_second"]
+    print(f"   tutorial network (242 days, 128 units, a batch of one): {tutorial['one']:.0f} vs "
+          f"{tutorial['eight']:.0f} steps/s with 8 members "
+          f"({tutorial['one'] / tutorial['eight']:.2f}x the time per step)")
+
+
 def median(values):
     return statistics.median(values)
 
@@ -290,6 +375,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repeats (medians reported)")
     parser.add_argument("--output", type=Path, default=BENCH / "results.json")
     parser.add_argument("--tf1-steps", type=int, default=300, help="timed steps per TF1 run")
+    parser.add_argument("--member-steps", type=int, default=500, help="steps of each members run")
+    parser.add_argument("--only", choices=("members",), help="run one section (results go to --output)")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     load_before = os.getloadavg()
@@ -302,8 +389,18 @@ def main(argv=None) -> int:
         from nextclose.params import load_params
 
         params = load_params(work / "params.yaml")
-        tutorial = tutorial_input(work)
         splits, normalisation = layout.read_windows(), layout.read_normalisation()
+        tutorial = tutorial_input(work)
+        members = members_section(splits, normalisation, params, tutorial, args.rounds, args.member_steps)
+        if args.only == "members":
+            results = {"machine": machine(), "load_average_before": load_before,
+                       "load_average_after": os.getloadavg(), "rounds": args.rounds, "members": members,
+                       "total_seconds": time.perf_counter() - began}
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(results, indent=2) + "\n")
+            print_members(members)
+            print(f"wrote {args.output} in {results['total_seconds']:.0f} s")
+            return 0
 
         # Replica configurations: the headline one first. eval_every bounds the chunk size
         # (a call never crosses a history row), so steps_per_call > eval_every has no effect.
@@ -377,6 +474,7 @@ def main(argv=None) -> int:
             "target_ratio": 1.5,
             "runs": {"ours": rounds["ours"], "fit": rounds["fit"]},
         },
+        "members": members,
         "train_peak_rss": {
             "command": "nextclose train (params.yaml as in the repo)",
             "model_kind": params.model.kind,
@@ -418,7 +516,7 @@ def main(argv=None) -> int:
         (f"   train_lstm (steps_per_call {params.train.steps_per_call}, "
          f"eval_every {params.train.eval_every})",
          f"{ours:,.0f} windows/s", f"{lstm_result['ratio']:.2f}x  (target 1.5x: {met(lstm_result['ratio'], 1.5)})"),
-        (f"3. peak RSS, `nextclose train` ({params.model.kind})", f"{rss:,.0f} MiB",
+        (f"4. peak RSS, `nextclose train` ({params.model.kind}, {params.train.seeds} members)", f"{rss:,.0f} MiB",
          "runs: " + ", ".join(f"{x['peak_rss_mib']:.0f}" for x in rss_runs) + " MiB"),
     ]
     width = max(len(r[0]) for r in rows)
@@ -427,6 +525,7 @@ def main(argv=None) -> int:
         print(f"{label:<{width}}  {value:>{value_width}}  {note}")
     print(f"   (a process that only imports tensorflow, keras, mlflow and nextclose: "
           f"{imports_rss:,.0f} MiB)")
+    print_members(members)
     print(f"paired ratios per round: tutorial {', '.join(f'{x:.2f}' for x in paired_tutorial)}; "
           f"lstm {', '.join(f'{x:.2f}' for x in paired_lstm)}")
     print(f"input: {N_PAIRS} pairs, targets {tutorial['first_target']} .. {tutorial['last_target']}")

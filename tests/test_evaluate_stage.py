@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextclose import evaluation, features, preparation
+from nextclose import evaluation, features, preparation, training
 from nextclose import model as models
 from nextclose.cli import main
 from nextclose.params import ModelParams, ParamsError, parse_params
@@ -30,14 +30,13 @@ def prepare(bars: pd.DataFrame, source: str, params) -> preparation.Prepared:
 
 
 def tiny_lstm(window: int, normalisation: features.Normalisation, seed: int = 0) -> keras.Model:
-    """A 4-unit LSTM whose output layer is not zero, so its forecasts depend on the inputs."""
-    keras.utils.set_random_seed(seed)
-    network = models.build_lstm(
-        window, normalisation, ModelParams(kind="lstm", hidden_units=4, layers=1, dropout=0.0)
+    """Two 4-unit LSTM members whose output layers are not zero, so their forecasts depend
+    on the inputs (and differ)."""
+    network = models.EnsembleLSTM.initialised(
+        window, normalisation, ModelParams(kind="lstm", hidden_units=4, layers=1, dropout=0.0),
+        [seed, seed + 1], training.set_determinism,
     )
-    output = network.get_layer("scaled_return")
-    kernel, bias = output.get_weights()
-    output.set_weights([np.random.default_rng(seed).normal(0, 1, kernel.shape), bias])
+    network.output_kernel.assign(np.random.default_rng(seed).normal(0, 1, network.output_kernel.shape))
     return network
 
 
@@ -59,13 +58,16 @@ def test_lstm_forecast_of_a_day_ignores_that_day_and_everything_after():
     windows = features.make_windows(bars, feature_params)
     network = tiny_lstm(feature_params.window, features.fit_normalisation(
         windows, features.feature_names(feature_params.volume)))
-    original = evaluation.forecast_lstm(network, windows)
+    original, original_members = evaluation.forecast_lstm(network, windows)
     row = 60
-    changed = evaluation.forecast_lstm(network, features.make_windows(shake_after(bars, row), feature_params))
+    changed, changed_members = evaluation.forecast_lstm(
+        network, features.make_windows(shake_after(bars, row), feature_params))
     # Sample i forecasts row i + window from rows i .. i + window - 1.
     unchanged = row - feature_params.window + 1
     np.testing.assert_array_equal(changed[:unchanged], original[:unchanged])
     assert np.all(changed[unchanged:] != original[unchanged:])
+    np.testing.assert_array_equal(changed_members[:, :unchanged], original_members[:, :unchanged])
+    assert np.all(changed_members[:, unchanged:] != original_members[:, unchanged:])
 
 
 def test_every_forecast_of_a_test_day_ignores_that_day_and_everything_after():
@@ -139,7 +141,7 @@ def test_evaluate_stage_end_to_end(workspace):
     bars = pd.read_csv("data/prepared/bars.csv")
     predictions = pd.read_csv("reports/predictions.csv")
 
-    assert set(report) == {"n_test", "majority_class_rate", "baselines", *SCORE_KEYS}
+    assert set(report) == {"n_test", "majority_class_rate", "baselines", "seeds", *SCORE_KEYS}
     assert set(report["baselines"]) == {"persistence", "drift", "arima"}
     for scores in report["baselines"].values():
         assert set(scores) == set(SCORE_KEYS)
@@ -243,3 +245,45 @@ def test_tracked_metrics_prefix_baselines():
 def test_negative_arima_order_is_refused_by_name():
     with pytest.raises(ParamsError, match="evaluate.arima_max_q"):
         parse_params(tiny_params(evaluate={"arima_max_q": -1}))
+
+
+def test_the_seeds_block_scores_each_member_alone_and_the_model_is_their_mean():
+    params = parse_params(tiny_params(data={"start": None, "end": None}))
+    prepared = prepare(random_walk_bars(160, seed=8), "synthetic", params)
+    network = tiny_lstm(params.features.window, prepared.normalisation)
+    test = prepared.splits["test"]
+    result = evaluation.evaluate_lstm(network, prepared.bars, test, params.evaluate)
+    report, seeds = result.report, result.report["seeds"]
+    member_returns = np.asarray(network.member_outputs(test.inputs), dtype=np.float64)
+    member_closes = test.last_close * np.exp(member_returns)
+    persistence_rmse = np.sqrt(np.mean((test.last_close - test.next_close) ** 2))
+    member_rmse = np.sqrt(np.mean((member_closes - test.next_close) ** 2, axis=1))
+    assert seeds["count"] == 2 and not np.isclose(member_rmse[0], member_rmse[1])
+    assert seeds["rmse"]["min"] == pytest.approx(member_rmse.min(), rel=1e-9)
+    assert seeds["rmse"]["max"] == pytest.approx(member_rmse.max(), rel=1e-9)
+    assert seeds["rmse"]["std"] == pytest.approx(np.std(member_rmse, ddof=1), rel=1e-9)
+    assert seeds["rmse_ratio_persistence"]["mean"] == pytest.approx(np.mean(member_rmse / persistence_rmse), rel=1e-9)
+    assert seeds["beat_persistence"] == int(np.sum(member_rmse < persistence_rmse))
+    for key in ("mae", "mape", "mase", "directional_accuracy", "direction_p_value"):
+        assert set(seeds[key]) == {"mean", "std", "min", "max"}
+    # the model row is the served ensemble: the members' mean log return on the last close
+    ensemble = test.last_close * np.exp(member_returns.mean(axis=0))
+    np.testing.assert_allclose(result.predictions["model"], ensemble, rtol=1e-6)
+    # MLflow gets the same figures flat: rmse_mean, rmse_std, ..., seeds_count
+    flat = evaluation.tracked_metrics(report)
+    assert flat["rmse_ratio_persistence_std"] == seeds["rmse_ratio_persistence"]["std"]
+    assert flat["seeds_count"] == 2 and flat["seeds_beat_persistence"] == seeds["beat_persistence"]
+    assert "model = the mean of 2 members" in evaluation.summary_table(report)
+
+
+@pytest.mark.parametrize(("ratio", "beat", "says"), [
+    (1.01, 1, "verdict: no skill"), (0.99, 1, "verdict: no reliable skill"), (0.99, 3, "beat persistence on RMSE"),
+])
+def test_the_verdict_is_written_from_the_ensemble_and_the_members(ratio, beat, says):
+    spread = {"mean": 1.0, "std": 0.01, "min": 0.98, "max": 1.02}
+    report = {"rmse_ratio_persistence": ratio, "directional_accuracy": 0.51, "majority_class_rate": 0.53,
+              "seeds": {"count": 3, "beat_persistence": beat, "rmse_ratio_persistence": spread,
+                        "directional_accuracy": {"mean": 0.5, "std": 0.01, "min": 0.49, "max": 0.52}}}
+    said = evaluation.verdict(report)
+    assert says in said and said.endswith("commoner direction: no better.")
+    assert evaluation.verdict(report | {"directional_accuracy": 0.56}).endswith("commoner direction.")

@@ -158,3 +158,9 @@ def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
     unchanged = cut - first_target + 1
     np.testing.assert_array_equal(changed.forecasts[:unchanged], original.forecasts[:unchanged])
     assert not np.allclose(changed.forecasts[unchanged:], original.forecasts[unchanged:])
+
+
+def test_spread_is_mean_sample_std_min_max():
+    assert metrics.spread([1.0, 2.0, 4.0]) == {"mean": 7 / 3, "std": pytest.approx(np.std([1, 2, 4], ddof=1)),
+                                               "min": 1.0, "max": 4.0}
+    assert metrics.spread([0.5]) == {"mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}

@@ -261,6 +261,29 @@ def test_the_committed_headline_figures_reproduce(tmp_path):
         assert (workspace / "reports" / report).read_bytes() == (REPO / "reports" / report).read_bytes(), report
 
 
+@pytest.mark.slow
+def test_one_member_gives_the_single_models_figures_bit_for_bit(tmp_path):
+    """``train.seeds: 1`` is the single network of before the ensembles, exactly: the committed
+    params with one member give commit 9f1de14's reports (tests/data/one_member/, copied from
+    that commit; its metrics.json had no ``seeds`` block)."""
+    workspace = tmp_path / "work"
+    workspace.mkdir()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["seeds"] = 1
+    set_params(workspace, params)
+    env = tool_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    for stage in ("prepare", "train", "evaluate"):
+        done = subprocess.run([str(BIN / "nextclose"), stage], cwd=workspace, env=env,
+                              capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-3000:]
+    golden = REPO / "tests/data/one_member"
+    metrics = json.loads((workspace / "reports/metrics.json").read_text())
+    assert metrics.pop("seeds")["count"] == 1
+    assert metrics == json.loads((golden / "metrics.json").read_text())
+    for report in ("predictions.csv", "train_history.csv"):
+        assert (workspace / "reports" / report).read_bytes() == (golden / report).read_bytes(), report
+
+
 def test_a_retrained_model_has_the_committed_hash(pipeline):
     """Same inputs, same bytes: dvc.lock's hash of models/ does not move when train reruns."""
     repo, _ = pipeline

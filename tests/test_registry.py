@@ -32,12 +32,17 @@ def test_each_training_registers_a_version_and_champion_moves_the_alias(workspac
     assert sorted(figures) == ["1", "2"]
 
     client = mlflow.MlflowClient()
-    for metric, position in (("best_val_loss", 0), ("rmse_ratio_persistence", 1)):
+    # the default chooses on validation (the served ensemble's loss), and the tag says so;
+    # choosing on a test figure is allowed, with a note that it spends the test split
+    for argv, position, split in (([], 0, "validation"), (["--metric", "rmse_ratio_persistence"], 1, "test")):
         capsys.readouterr()
-        assert cli.main(["champion", "--metric", metric]) == 0
+        assert cli.main(["champion", *argv]) == 0
         expected = min(figures, key=lambda v: (figures[v][position], int(v)))
-        assert str(client.get_model_version_by_alias("nextclose-lstm", "champion").version) == expected
-        assert "<- champion" in capsys.readouterr().out
+        version = client.get_model_version_by_alias("nextclose-lstm", "champion")
+        assert str(version.version) == expected
+        assert version.tags["champion_chosen_on"] == split
+        out = capsys.readouterr().out
+        assert "<- champion" in out and (("chosen on the test split" in out) == (split == "test"))
 
     champion = mlflow.pyfunc.load_model("models:/nextclose-lstm@champion")
     x = read_windows(workspace / "data/prepared")["test"].inputs[:3]

@@ -31,8 +31,13 @@ def test_lstm_train_stage(workspace, capsys):
     trained_by = json.loads((workspace / ".nextclose/train_run.json").read_text())
     with open(workspace / "reports/train_history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == ["step", "loss", "val_loss"]
+    # two members (tiny params): the ensemble's columns, then each member's
+    assert list(rows[0]) == ["step", "loss", "val_loss", "served_val_loss", "member1_loss", "member1_val_loss",
+                             "member2_loss", "member2_val_loss"]
     assert [int(r["step"]) for r in rows] == [0, 20, 40, 60]
+    assert [m["seed"] for m in summary["members"]] == [42, 43]
+    assert float(rows[-1]["loss"]) == pytest.approx((float(rows[-1]["member1_loss"])
+                                                     + float(rows[-1]["member2_loss"])) / 2)
 
     client = mlflow.MlflowClient()
     run = train_run(client)
@@ -44,6 +49,12 @@ def test_lstm_train_stage(workspace, capsys):
     assert [m.step for m in curve] == [0, 20, 40, 60]
     assert [m.value for m in curve] == pytest.approx([float(r["val_loss"]) for r in rows])
     assert run.data.metrics["best_val_loss"] == pytest.approx(summary["best_val_loss"])
+    member_curve = client.get_metric_history(run.info.run_id, "member2_val_loss")
+    assert [m.value for m in member_curve] == pytest.approx([float(r["member2_val_loss"]) for r in rows])
+    best_losses = [m["best_loss"] for m in summary["members"]]
+    assert run.data.metrics["member_best_loss_mean"] == pytest.approx(np.mean(best_losses))
+    assert run.data.metrics["member_best_loss_std"] == pytest.approx(np.std(best_losses, ddof=1))
+    assert "trained 2 lstm members (seeds 42..43)" in out
     assert run.data.tags["stage"] == "train" and run.data.tags["pipeline_execution"]
 
     # The logged model is a Keras-flavour LoggedModel that pyfunc loads and predicts with.
@@ -68,11 +79,11 @@ def test_tutorial_train_stage(workspace, capsys):
     assert "step 0: cost" in out and "last prediction" in out
     with open(workspace / "reports/train_history.csv") as stream:
         rows = list(csv.DictReader(stream))
-    assert list(rows[0]) == ["step", "loss"]
+    assert list(rows[0]) == ["step", "loss", "member1_loss", "member2_loss"]
     assert [int(r["step"]) for r in rows] == [0, 10, 20, 29]
     state = np.load(workspace / "models/tutorial_state.npz")
     sequence = np.load(workspace / "data/prepared/tutorial.npz")
-    assert state["x"].shape == sequence["x"].shape
+    assert state["x"].shape == (2, *sequence["x"].shape)  # each member trains its own copy
     run = train_run(mlflow.MlflowClient())
     assert run.data.params["model.kind"] == "tutorial"
     assert run.data.metrics["final_cost"] == pytest.approx(float(rows[-1]["loss"]))

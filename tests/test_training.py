@@ -11,28 +11,24 @@ from nextclose import features, training
 from nextclose import model as models
 from nextclose.params import parse_params
 
-from helpers import predictable_bars, random_walk_bars, tiny_params
+from helpers import lstm_splits, predictable_bars, random_walk_bars, tiny_params
 
 
 def tiny(**overrides):
+    """Tiny params with one member, the single network these tests are about, unless a test
+    asks for more (tests/test_ensemble.py is about several)."""
+    overrides["train"] = {"seeds": 1, **overrides.get("train", {})}
     return parse_params(tiny_params(**overrides))
 
 
-def splits_of(bars, window=10):
-    windows = features.make_windows(bars, features.FeatureParams(window=window, volume=True))
-    boundaries = features.split_boundaries(windows.target_dates, tiny().split)
-    parts = features.split_windows(windows, boundaries, "walk", window)
-    return parts, features.fit_normalisation(parts["train"], features.feature_names(True))
-
-
 def test_untrained_lstm_predicts_no_change():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     network = models.build_lstm(10, normalisation, tiny().model)
     assert np.all(np.asarray(network(parts["test"].inputs)) == 0.0)
 
 
 def test_lstm_loss_falls_and_beats_persistence_on_a_learnable_series():
-    parts, normalisation = splits_of(predictable_bars())
+    parts, normalisation = lstm_splits(predictable_bars())
     params = tiny(model={"hidden_units": 8}, train={"steps": 300, "learning_rate": 0.01,
                                                    "eval_every": 50, "steps_per_call": 25})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
@@ -55,7 +51,7 @@ def validation_loss_of(network, validation, normalisation) -> float:
 
 
 def test_early_stopping_keeps_persistence_when_nothing_beats_it():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny(train={"steps": 400, "learning_rate": 0.05, "eval_every": 20, "patience": 2})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                  params.model, params.train, seed=0)
@@ -69,7 +65,7 @@ def test_early_stopping_keeps_persistence_when_nothing_beats_it():
 
 
 def test_the_returned_model_has_the_best_weights_not_the_last():
-    parts, normalisation = splits_of(predictable_bars())
+    parts, normalisation = lstm_splits(predictable_bars())
     params = tiny(model={"hidden_units": 8}, train={"steps": 600, "learning_rate": 0.05, "eval_every": 25,
                                                    "steps_per_call": 25, "patience": 3})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
@@ -84,7 +80,7 @@ def test_the_returned_model_has_the_best_weights_not_the_last():
 
 @pytest.mark.parametrize("patience", [1, 3])
 def test_patience_stops_exactly_that_many_evaluations_after_the_best(patience):
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny(train={"steps": 1000, "learning_rate": 0.05, "eval_every": 10, "patience": patience})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                  params.model, params.train, seed=0)
@@ -94,7 +90,7 @@ def test_patience_stops_exactly_that_many_evaluations_after_the_best(patience):
 
 
 def test_no_patience_runs_every_step():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny(train={"steps": 60, "learning_rate": 0.05, "eval_every": 20, "patience": None})
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                  params.model, params.train, seed=0)
@@ -103,7 +99,7 @@ def test_no_patience_runs_every_step():
 
 
 def test_steps_per_call_changes_speed_only():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
 
     def run(steps_per_call):
         params = tiny(train={"steps": 60, "eval_every": 20, "steps_per_call": steps_per_call})
@@ -121,7 +117,7 @@ def test_steps_per_call_changes_speed_only():
 
 
 def test_stacked_layers_and_dropout_are_built_and_start_at_no_change():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny(model={"layers": 2, "dropout": 0.3}, train={"steps": 20, "eval_every": 10})
     network = models.build_lstm(10, normalisation, params.model)
     lstms = [layer for layer in network.layers if isinstance(layer, keras.layers.LSTM)]
@@ -131,21 +127,23 @@ def test_stacked_layers_and_dropout_are_built_and_start_at_no_change():
     assert np.all(np.asarray(network(parts["test"].inputs)) == 0.0)
     result = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                  params.model, params.train, seed=0)
-    assert len([layer for layer in result.model.layers if isinstance(layer, keras.layers.LSTM)]) == 2
+    # the trained ensemble stacks the same two layers: the second reads the first's units
+    assert [tuple(kernel.shape) for kernel, _, _ in result.model.lstm_weights] == [(1, 5, 16), (1, 4, 16)]
+    assert result.model.dropout == 0.3
     assert all(np.isfinite(p.loss) and np.isfinite(p.val_loss) for p in result.history)
     assert build_count(tiny().model) == 1
 
 
 def build_count(model_params) -> int:
     """LSTM layers the default params build: one, and no dropout layer."""
-    parts, normalisation = splits_of(random_walk_bars(60))
+    parts, normalisation = lstm_splits(random_walk_bars(60))
     network = models.build_lstm(10, normalisation, model_params)
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in network.layers)
     return len([layer for layer in network.layers if isinstance(layer, keras.layers.LSTM)])
 
 
 def test_lstm_training_is_bit_identical_across_runs():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny()
 
     def run():
@@ -235,7 +233,7 @@ def test_tutorial_training_reports_like_the_tutorial_and_trains_the_data():
     # the tutorial's x and y are tf.Variables, so Adam moves them too
     assert not np.array_equal(result.trained_inputs, x)
     assert not np.array_equal(result.trained_targets, y)
-    assert result.trained_targets.shape == y.shape
+    assert result.trained_targets.shape == (1, *y.shape)  # one copy per member
 
 
 def test_tutorial_cost_at_step_zero_on_a_known_series():
@@ -244,8 +242,8 @@ def test_tutorial_cost_at_step_zero_on_a_known_series():
     x, y = features.tutorial_sequence(bars)
     params = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 1, "eval_every": 1})
     result = training.train_tutorial(x, y, params.model, params.train, seed=5)
-    trained_prediction = np.asarray(result.model(result.trained_inputs[None]))
-    expected = np.mean((trained_prediction - result.trained_targets) ** 2)
+    trained_prediction = np.asarray(result.model(result.trained_inputs))  # the one member on its own x
+    expected = np.mean((trained_prediction - result.trained_targets[0]) ** 2)
     assert result.history[0].loss == pytest.approx(expected, rel=1e-5)
     assert result.history[0].last_prediction == pytest.approx(trained_prediction[-1][-1], rel=1e-5)
 
@@ -263,7 +261,7 @@ def test_tutorial_training_is_bit_identical_across_runs():
 @pytest.mark.parametrize("kind", ["lstm", "tutorial"])
 def test_save_and_load_round_trip_gives_identical_predictions(tmp_path, kind):
     if kind == "lstm":
-        parts, normalisation = splits_of(random_walk_bars(200))
+        parts, normalisation = lstm_splits(random_walk_bars(200))
         params = tiny()
         network = training.train_lstm(parts["train"], parts["validation"], normalisation,
                                       params.model, params.train, seed=0).model
@@ -285,7 +283,7 @@ def test_chunks_end_on_every_boundary():
 
 
 def test_a_diverging_lstm_stops_with_a_clear_error():
-    parts, normalisation = splits_of(random_walk_bars(200))
+    parts, normalisation = lstm_splits(random_walk_bars(200))
     params = tiny(train={"learning_rate": 1e36, "steps": 40})
     with pytest.raises(training.TrainingDiverged, match="lower train.learning_rate"):
         training.train_lstm(parts["train"], parts["validation"], normalisation,

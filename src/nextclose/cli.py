@@ -48,10 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     champion = commands.add_parser("champion", help=champion_help, description=champion_help)
     champion.add_argument("--kind", default="lstm", choices=("lstm", "tutorial"),
                           help="which registered model, nextclose-<kind> (default: %(default)s)")
-    champion.add_argument("--metric", default="rmse_ratio_persistence",
+    champion.add_argument("--metric", default=None,
                           choices=registry.TRAIN_METRICS + registry.EVALUATE_METRICS,
-                          help="lower is better; best_val_loss comes from the training run, "
-                          "the others from its evaluation (default: %(default)s)")
+                          help="lower is better; best_val_loss (the ensemble's validation loss) and "
+                          "final_cost come from the training run, the others from its evaluation on the "
+                          "test split, which choosing on spends (default: best_val_loss; final_cost for "
+                          "the tutorial kind)")
     champion.add_argument("--alias", default="champion", help="the alias to move (default: %(default)s)")
     return parser
 
@@ -68,7 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "champion":
             from nextclose.commands import champion
 
-            champion.main(args.kind, args.metric, args.alias)
+            champion.main(args.kind, args.metric or registry.DEFAULT_METRIC[args.kind], args.alias)
             return 0
         if args.command == "apply-best":
             from nextclose.commands import apply_best

@@ -9,7 +9,7 @@ kind, which has no held-out data, the in-sample figures, labelled as such.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
@@ -40,10 +40,13 @@ def training_closes(bars: pd.DataFrame) -> np.ndarray:
     return bars.loc[bars["split"] == "train", "close"].to_numpy(dtype=np.float64)
 
 
-def forecast_lstm(network: Any, windows: Windows) -> np.ndarray:
-    """The default model's next-close forecasts: it predicts log returns on the last close."""
-    log_returns = np.asarray(network(windows.inputs, training=False), dtype=np.float64).reshape(-1)
-    return metrics.closes_from_log_returns(windows.last_close, log_returns)
+def forecast_lstm(network: Any, windows: Windows) -> tuple[np.ndarray, np.ndarray]:
+    """The next-close forecasts of the served ensemble and of each member ``[members, n]``:
+    the model predicts log returns on the last close."""
+    ensemble = np.asarray(network(windows.inputs), dtype=np.float64).reshape(-1)
+    members = np.asarray(network.member_outputs(windows.inputs), dtype=np.float64)
+    return (metrics.closes_from_log_returns(windows.last_close, ensemble),
+            np.stack([metrics.closes_from_log_returns(windows.last_close, m) for m in members]))
 
 
 def later_closes(bars: pd.DataFrame, test: Windows) -> tuple[np.ndarray, int]:
@@ -65,10 +68,12 @@ def later_closes(bars: pd.DataFrame, test: Windows) -> tuple[np.ndarray, int]:
 
 
 def score_forecasts(
-    test: Windows, forecasts: dict[str, np.ndarray], train_closes: np.ndarray
+    test: Windows, forecasts: dict[str, np.ndarray], train_closes: np.ndarray,
+    member_forecasts: Optional[np.ndarray] = None,
 ) -> dict[str, Any]:
-    """The metrics.json of the default model: the model's scores at the top level,
-    each baseline's under ``baselines``, all on the same test days."""
+    """The metrics.json of the default model: the model's (the served ensemble's) scores at
+    the top level, each baseline's under ``baselines``, all on the same test days, and the
+    spread of the members' own scores under ``seeds``."""
     scale = metrics.naive_scale(train_closes)
     scores = {
         name: metrics.score(test.last_close, test.next_close, values, scale)
@@ -77,11 +82,31 @@ def score_forecasts(
     persistence_rmse = scores["persistence"]["rmse"]
     for values in scores.values():
         values["rmse_ratio_persistence"] = values["rmse"] / persistence_rmse
-    return {
+    report = {
         "n_test": int(len(test.next_close)),
         **scores["model"],
         "majority_class_rate": metrics.majority_class_rate(test.last_close, test.next_close),
         "baselines": {name: scores[name] for name in forecasts if name != "model"},
+    }
+    if member_forecasts is not None:
+        report["seeds"] = seed_spread(test, member_forecasts, scale, persistence_rmse)
+    return report
+
+
+# The figures whose spread over the members metrics.json reports.
+SEED_KEYS = (*metrics.SCORE_KEYS, "rmse_ratio_persistence")
+
+
+def seed_spread(test: Windows, member_forecasts: np.ndarray, scale: float, persistence_rmse: float) -> dict[str, Any]:
+    """``{"count": K, "<figure>": {"mean", "std", "min", "max"}, ...}`` over the members, each
+    member scored alone as if it were the model, and how many of them beat persistence."""
+    member_scores = [metrics.score(test.last_close, test.next_close, values, scale) for values in member_forecasts]
+    for values in member_scores:
+        values["rmse_ratio_persistence"] = values["rmse"] / persistence_rmse
+    return {
+        "count": len(member_scores),
+        **{key: metrics.spread([values[key] for values in member_scores]) for key in SEED_KEYS},
+        "beat_persistence": sum(values["rmse_ratio_persistence"] < 1.0 for values in member_scores),
     }
 
 
@@ -91,8 +116,9 @@ def evaluate_lstm(
     """Forecast every test day with the model and the baselines, and score them."""
     train_closes = training_closes(bars)
     rate = metrics.drift_rate(train_closes)
+    ensemble, members = forecast_lstm(network, test)
     forecasts = {
-        "model": forecast_lstm(network, test),
+        "model": ensemble,
         "persistence": metrics.persistence_forecast(test.last_close),
         "drift": metrics.drift_forecast(test.last_close, rate),
     }
@@ -109,7 +135,7 @@ def evaluate_lstm(
         {"date": pd.to_datetime(test.target_dates).strftime("%Y-%m-%d"), "actual": test.next_close}
         | forecasts
     ).reindex(columns=PREDICTION_COLUMNS)
-    return Evaluation(score_forecasts(test, forecasts, train_closes), predictions, fitted)
+    return Evaluation(score_forecasts(test, forecasts, train_closes, members), predictions, fitted)
 
 
 def evaluate_tutorial(
@@ -118,12 +144,14 @@ def evaluate_tutorial(
 ) -> Evaluation:
     """The in-sample figures of the tutorial's network, against persistence on the same days.
 
-    ``x``/``y`` are the prepared data; ``trained_x`` is x as training left it
-    (the tutorial trains its data too), which is what the network's weights fit.
-    Day i's persistence forecast is day i's close, ``x[i, 1]``.
+    ``x``/``y`` are the prepared data; ``trained_x`` is each member's x as training left
+    it ``[members, n_step, 4]`` (the tutorial trains its data too), which is what that
+    member's weights fit. The model's forecast is the members' mean. Day i's persistence
+    forecast is day i's close, ``x[i, 1]``.
     """
     actual = np.asarray(y, dtype=np.float64).reshape(-1)
-    predicted = np.asarray(network(trained_x[None]), dtype=np.float64).reshape(-1)
+    members = np.asarray(network.member_outputs(trained_x[:, None]), dtype=np.float64)[:, 0]
+    predicted = members.mean(axis=0)
     persistence = np.asarray(x, dtype=np.float64)[:, 1]
     report = {
         "in_sample": True,
@@ -134,6 +162,10 @@ def evaluate_tutorial(
         "in_sample_mse": float(final_cost),
         "in_sample_mse_per_day": float(np.mean(np.square(predicted - actual))),
         "in_sample_mse_persistence": float(np.mean(np.square(persistence - actual))),
+        "seeds": {
+            "count": len(members),
+            "in_sample_mse_per_day": metrics.spread(np.mean(np.square(members - actual), axis=1)),
+        },
     }
     predictions = pd.DataFrame({
         "date": pd.to_datetime(target_dates).strftime("%Y-%m-%d"),
@@ -148,6 +180,11 @@ def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
     flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
     for name, scores in report.get("baselines", {}).items():
         flat.update({f"{name}_{key}": float(value) for key, value in scores.items()})
+    for key, value in report.get("seeds", {}).items():  # rmse_mean, rmse_std, ..., seeds_count
+        if isinstance(value, dict):
+            flat.update({f"{key}_{stat}": float(figure) for stat, figure in value.items()})
+        else:
+            flat[f"seeds_{key}"] = float(value)
     return flat
 
 
@@ -171,4 +208,34 @@ def summary_table(report: dict[str, Any]) -> str:
         f"{report['n_test']} test days; always guessing the commoner direction scores "
         f"{report['majority_class_rate']:.3f}"
     )
+    if "seeds" in report:
+        ratio = report["seeds"]["rmse_ratio_persistence"]
+        lines.append(
+            f"model = the mean of {report['seeds']['count']} members; each alone: RMSE/pers. "
+            f"{ratio['mean']:.4f} ± {ratio['std']:.4f} ({ratio['min']:.4f} .. {ratio['max']:.4f})"
+        )
+        lines.append(verdict(report))
     return "\n".join(lines)
+
+
+def verdict(report: dict[str, Any]) -> str:
+    """Plain words on skill against persistence, from the ensemble and the members' spread (a
+    figure inside the spread of the seeds is not an effect), and on direction against always
+    guessing the commoner one."""
+    ratio = report["rmse_ratio_persistence"]
+    seeds = report["seeds"]
+    beat, count = seeds["beat_persistence"], seeds["count"]
+    if ratio >= 1.0:
+        rmse = (f"verdict: no skill. The model's RMSE is {ratio:.4f} x persistence's, and {beat} of {count} "
+                f"members beat persistence alone.")
+    elif beat < count:
+        rmse = (f"verdict: no reliable skill. The model's RMSE is {ratio:.4f} x persistence's, but only {beat} of "
+                f"{count} members beat persistence alone: the margin is within the spread between seeds.")
+    else:
+        rmse = (f"verdict: the model and all {count} members beat persistence on RMSE (model {ratio:.4f} x, "
+                f"worst member {seeds['rmse_ratio_persistence']['max']:.4f} x), on this one test period.")
+    accuracy, majority = report["directional_accuracy"], report["majority_class_rate"]
+    members = seeds["directional_accuracy"]
+    direction = (f" Direction: {accuracy:.3f} right (members {members['min']:.3f} .. {members['max']:.3f}) "
+                 f"against {majority:.3f} for always guessing the commoner direction")
+    return rmse + direction + ("." if accuracy > majority else ": no better.")

@@ -246,13 +246,35 @@ def read_tutorial_state(directory: Path = MODELS_DIR) -> tuple[np.ndarray, np.nd
 
 
 def history_csv(history: Sequence[CurvePoint], with_validation: bool) -> str:
-    """The learning curve: ``step,loss[,val_loss]``, exact floats."""
+    """The learning curve: ``step,loss[,val_loss]``, exact floats; with several members also
+    ``served_val_loss`` and one ``member<i>_loss[,member<i>_val_loss]`` pair per member (empty
+    once it stopped).
+
+    ``loss`` is the members' mean training loss; ``val_loss`` the ensemble's as it stands;
+    ``served_val_loss`` that of the ensemble of each member's best weights so far."""
+    members = len(history[0].member_losses) if history else 0
+    names = ["step", "loss", "val_loss"] if with_validation else ["step", "loss"]
+    if members > 1 and with_validation:
+        names.append("served_val_loss")  # the ensemble of each member's best weights so far
+    if members > 1:
+        for index in range(1, members + 1):
+            names += [f"member{index}_loss"] + ([f"member{index}_val_loss"] if with_validation else [])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["step", "loss", "val_loss"] if with_validation else ["step", "loss"])
+    writer.writerow(names)
+
+    def exact(value: Optional[float]) -> str:
+        return "" if value is None else repr(value)
+
     for row in history:
-        values = [row.step, repr(row.loss)]
-        writer.writerow(values + [repr(row.val_loss)] if with_validation else values)
+        values = [str(row.step), exact(row.loss)] + ([exact(row.val_loss)] if with_validation else [])
+        if members > 1 and with_validation:
+            values.append(exact(row.served_val_loss))
+        if members > 1:
+            val_losses = row.member_val_losses or (None,) * members
+            for loss, val_loss in zip(row.member_losses, val_losses):
+                values += [exact(loss)] + ([exact(val_loss)] if with_validation else [])
+        writer.writerow(values)
     return out.getvalue()
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Sequence
 
 import numpy as np
 
@@ -219,3 +220,16 @@ def arima_forecasts(
             model.update([log_close])
     p, d, q = (int(v) for v in model.order)
     return ArimaForecast(np.exp(forecasts), (p, d, q), bool(model.with_intercept))
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """``mean, std, min, max`` of one figure over the members (std with ``ddof=1``: the
+    spread of the seeds drawn, 0 for one member): how far one seed's figure can fall from
+    another's."""
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }

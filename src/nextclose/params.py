@@ -84,6 +84,7 @@ class ModelParams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainParams:
+    seeds: int  # members trained together; member i uses base.seed + i
     learning_rate: float
     steps: int
     batch_size: int
@@ -235,6 +236,8 @@ def _resolve_symbol(sections: dict[str, dict], file: str) -> None:
 EARLIEST_DATE, LATEST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
 # numpy's seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
+# Members of one ensemble: each adds its weights to the one compiled graph.
+MAX_MEMBERS = 64
 
 
 def _iso_date(value: Optional[str], key: str, file: str) -> None:
@@ -292,6 +295,10 @@ def _check_ranges(params: Params, file: str) -> None:
         fail("model.layers", "must be at least 1")
     if not 0.0 <= params.model.dropout < 1.0:
         fail("model.dropout", "must lie in [0, 1)")
+    if not 1 <= params.train.seeds <= MAX_MEMBERS:
+        fail("train.seeds", f"must lie in 1 .. {MAX_MEMBERS}")
+    if params.base.seed + params.train.seeds - 1 > MAX_SEED:
+        fail("train.seeds", f"base.seed + train.seeds - 1 must not pass {MAX_SEED} (member i uses base.seed + i)")
     if params.train.learning_rate <= 0:
         fail("train.learning_rate", "must be positive")
     for key in ("steps", "batch_size", "eval_every", "steps_per_call", "log_every"):

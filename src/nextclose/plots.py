@@ -73,11 +73,25 @@ def residuals_figure(
 
 
 def learning_curve_figure(history: pd.DataFrame, best_step: Optional[int], title: str):
-    """Loss (and validation loss, when recorded) against optimizer steps."""
+    """Loss (and validation loss, when recorded) against optimizer steps: the ensemble's in
+    bold, each member's thin beside it (``member<i>_loss``, ``member<i>_val_loss`` columns)."""
     figure, (axes,) = _new_figure(1)
-    axes.plot(history["step"], history["loss"], label="loss")
+    members = sorted({int(c[6:].split("_")[0]) for c in history.columns if c.startswith("member")})
+    for index in members:
+        kept = {"alpha": 0.35, "linewidth": 0.7}
+        axes.plot(history["step"], history[f"member{index}_loss"], color="tab:blue",
+                  label="members' loss" if index == members[0] else None, **kept)
+        if f"member{index}_val_loss" in history:
+            axes.plot(history["step"], history[f"member{index}_val_loss"], color="tab:orange",
+                      label="members' val_loss" if index == members[0] else None, **kept)
+    which = "mean of members' " if members else ""
+    axes.plot(history["step"], history["loss"], color="tab:blue", linewidth=2, label=f"{which}loss")
     if "val_loss" in history:
-        axes.plot(history["step"], history["val_loss"], label="val_loss")
+        axes.plot(history["step"], history["val_loss"], color="tab:orange", linewidth=2,
+                  label="ensemble val_loss" if members else "val_loss")
+    if "served_val_loss" in history:
+        axes.plot(history["step"], history["served_val_loss"], color="tab:red", linewidth=1.2,
+                  linestyle="--", label="served: members' best weights")
         # The default model's losses are scaled so that "no change" scores 1 on training data.
         axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--", label="persistence (train)")
     if best_step is not None:

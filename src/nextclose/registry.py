@@ -2,8 +2,10 @@
 registered model; an alias marks the one with the best figure.
 
 ``nextclose champion`` (:mod:`nextclose.commands.champion`) moves an alias
-(``champion`` by default) to the version with the lowest validation or test figure,
-so ``models:/nextclose-lstm@champion`` always loads the best model trained so far.
+(``champion`` by default) to the version with the lowest figure, so
+``models:/nextclose-lstm@champion`` always loads the best model trained so far. The
+default figure is the validation loss of the served ensemble: choosing on the test split
+would spend it, and its figures would no longer estimate the chosen model's error.
 """
 
 from __future__ import annotations
@@ -19,8 +21,18 @@ class RegistryError(UserError, LookupError):
 
 
 # Where each figure lives: the training run, or the evaluation of that training run.
-TRAIN_METRICS = ("best_val_loss",)
+TRAIN_METRICS = ("best_val_loss", "final_cost")
 EVALUATE_METRICS = ("rmse_ratio_persistence", "rmse", "mae", "mape", "mase")
+# The default figure per kind: validation for the lstm; the tutorial has no held-out data,
+# so its training cost is all there is (in-sample).
+DEFAULT_METRIC = {"lstm": "best_val_loss", "tutorial": "final_cost"}
+
+
+def metric_split(metric: str) -> str:
+    """Which data a figure was measured on, for the alias's tag."""
+    if metric == "final_cost":
+        return "in-sample"
+    return "validation" if metric in TRAIN_METRICS else "test"
 
 
 def registered_name(kind: str) -> str:

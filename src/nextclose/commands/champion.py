@@ -1,7 +1,8 @@
 """``nextclose champion``: point a registry alias at the model version with the best figure.
 
-The figure comes from the version's training run (``best_val_loss``) or from that
-run's evaluation; :mod:`nextclose.registry` holds the rules, this module the MLflow calls.
+The figure comes from the version's training run (``best_val_loss``, the served
+ensemble's validation loss, by default) or from that run's evaluation on the test split;
+:mod:`nextclose.registry` holds the rules, this module the MLflow calls.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def main(kind: str, metric: str, alias: str) -> None:
         )
     client.set_registered_model_alias(name, alias, best)
     client.set_model_version_tag(name, best, f"{alias}_{metric}", str(figures[best]))
+    client.set_model_version_tag(name, best, f"{alias}_chosen_on", registry.metric_split(metric))
+    if registry.metric_split(metric) == "test":
+        print(f"note: chosen on the test split ({metric}): its test figures are no longer an unbiased "
+              f"estimate of its error; the default, best_val_loss, chooses on validation")
     for version, figure in sorted(figures.items(), key=lambda item: int(item[0])):
         mark = f"  <- {alias}" if version == best else ""
         shown = "-" if figure is None else f"{figure:.6g}"

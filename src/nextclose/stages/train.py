@@ -1,8 +1,10 @@
 """Stage 2: train the model kind chosen in params on the prepared data.
 
-Writes ``models/`` (``model.keras``, ``train.json``: the kind, steps and final figures;
-for the tutorial kind also ``tutorial_state.npz``, the trained x and y),
-``reports/train_history.csv`` (``step,loss[,val_loss]``, a DVC plot) and
+Trains ``train.seeds`` members together (:mod:`nextclose.training`); the model is their mean.
+Writes ``models/`` (``model.keras``, ``train.json``: the kind, steps, final figures and each
+member's seed and best step; for the tutorial kind also ``tutorial_state.npz``, each member's
+trained x and y), ``reports/train_history.csv`` (``step,loss[,val_loss]`` and one column pair
+per member, a DVC plot) and
 ``.nextclose/train_run.json`` (the MLflow run and model), all in one commit.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from nextclose import atomic, layout, registry, training
+from nextclose import atomic, layout, metrics, registry, training
 from nextclose.params import Params
 
 
@@ -74,10 +76,20 @@ def main(params: Params) -> None:
         progress = Progress(params.train.steps, params.train.log_every, params.model.kind)
 
         def on_point(point: training.CurvePoint) -> None:
-            metrics: dict[str, float] = {"loss": point.loss}
+            figures: dict[str, float] = {"loss": point.loss}
             if point.val_loss is not None:
-                metrics["val_loss"] = point.val_loss
-            mlflow.log_metrics(metrics, step=point.step)
+                figures["val_loss"] = point.val_loss
+            if point.served_val_loss is not None and params.train.seeds > 1:
+                figures["served_val_loss"] = point.served_val_loss
+            if params.train.seeds > 1:  # each member's curve beside the ensemble's, until it stops
+                for index, (loss, val_loss) in enumerate(
+                    zip(point.member_losses, point.member_val_losses or (None,) * params.train.seeds), 1
+                ):
+                    if loss is not None:
+                        figures[f"member{index}_loss"] = loss
+                    if val_loss is not None:
+                        figures[f"member{index}_val_loss"] = val_loss
+            mlflow.log_metrics(figures, step=point.step)
             progress(point)
 
         result = training.train_model(data, params.model, params.train, params.base.seed, on_point)
@@ -90,7 +102,14 @@ def main(params: Params) -> None:
             "stopped_early": result.stopped_early,
             "best_step": result.best_step,
             "final_loss": final.loss,
+            "members": [
+                {"seed": seed, "best_step": step, "best_loss": loss, "stop_step": stop}
+                for seed, step, loss, stop in zip(result.member_seeds, result.member_best_steps,
+                                                  result.member_best_losses, result.member_stop_steps)
+            ],
         }
+        spread = metrics.spread(result.member_best_losses)
+        mlflow.log_metrics({f"member_best_loss_{name}": value for name, value in spread.items()})
         if tutorial_kind:
             summary["final_cost"] = final.loss
             summary["final_last_prediction"] = final.last_prediction
@@ -108,7 +127,7 @@ def main(params: Params) -> None:
         name = registry.registered_name(params.model.kind)
         logged = tracking.log_keras_model(
             result.model, input_example, registered_model_name=name,
-            exported=tutorial_kind,  # TutorialNetwork is a custom class; its graph loads without nextclose
+            exported=True,  # the ensembles are custom classes; their graph loads without nextclose
         )
         # .nextclose/train_run.json: which run and model made models/ (new on every run)
         ids = {
@@ -125,7 +144,14 @@ def main(params: Params) -> None:
             layout.write_history(commit, result.history, with_validation=not tutorial_kind)
             layout.write_train_run(commit, ids)
         mlflow.log_artifact(str(layout.HISTORY_FILE))
-    where = f"final cost {final.loss:.6g}" if tutorial_kind else (
-        f"best val_loss {result.best_loss:.4f} at step {result.best_step}"
-    )
-    print(f"trained {params.model.kind} for {result.steps_run} steps: {where}; MLflow run {run.info.run_id}")
+    members = len(result.member_seeds)
+    if tutorial_kind:
+        where = f"final cost {final.loss:.6g}"
+    elif members == 1:
+        where = f"best val_loss {result.best_loss:.4f} at step {result.best_step}"
+    else:
+        where = (f"ensemble val_loss {result.best_loss:.4f}; members' best {spread['mean']:.4f} "
+                 f"± {spread['std']:.4f} (min {spread['min']:.4f}, max {spread['max']:.4f})")
+    print(f"trained {members} {params.model.kind} member{'s' if members > 1 else ''} (seeds "
+          f"{result.member_seeds[0]}..{result.member_seeds[-1]}) for {result.steps_run} steps: {where}; "
+          f"MLflow run {run.info.run_id}")

@@ -1,9 +1,11 @@
 """Stage 4: search hidden units, learning rate and steps with Optuna.
 
 Every trial trains the default model through the train stage's own entry point
-(:func:`nextclose.training.train_model`) and is scored by its best validation loss (the test split is
-never read). The study lives in a persistent storage shared by every worker;
-one MLflow parent run per invocation holds a nested child run per trial.
+(:func:`nextclose.training.train_model`), ``train.seeds`` members at once, and is scored by the
+validation loss of the ensemble it would serve (each member at its best weights), so the search
+does not chase one lucky seed; the test split is never read. The study lives in a persistent
+storage shared by every worker; one MLflow parent run per invocation holds a nested child run per
+trial.
 
 Writes ``reports/best_params.yaml`` (the best values, for ``nextclose
 apply-best``) and ``reports/tune.json`` (best value, trials by state, study).
@@ -42,24 +44,26 @@ def make_objective(
             )
             trial.set_user_attr("mlflow_run_id", child.info.run_id)
             mlflow.log_params(values)
-            best_so_far = float("inf")
+            served_so_far = float("inf")
 
             def on_point(point: training.CurvePoint) -> None:
-                nonlocal best_so_far
-                assert point.val_loss is not None  # the lstm always has one
-                mlflow.log_metrics({"loss": point.loss, "val_loss": point.val_loss}, step=point.step)
-                # Report the best so far: it is what the objective returns at the end.
-                best_so_far = min(best_so_far, point.val_loss)
-                trial.report(best_so_far, point.step)
+                nonlocal served_so_far
+                assert point.val_loss is not None and point.served_val_loss is not None  # the lstm has both
+                mlflow.log_metrics({"loss": point.loss, "val_loss": point.val_loss,
+                                    "served_val_loss": point.served_val_loss}, step=point.step)
+                # The ensemble with each member's best weights so far: what would be served if
+                # training ended here, and what the objective returns at the end.
+                served_so_far = point.served_val_loss
+                trial.report(served_so_far, point.step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"val_loss {best_so_far:.4f} at step {point.step}")
+                    raise optuna.TrialPruned(f"val_loss {served_so_far:.4f} at step {point.step}")
 
             try:
                 result = training.train_model(
                     data, trial_params.model, trial_params.train, trial_params.base.seed, on_point
                 )
             except optuna.TrialPruned:
-                mlflow.log_metric("best_val_loss", best_so_far)
+                mlflow.log_metric("best_val_loss", served_so_far)
                 mlflow.set_tag("state", "PRUNED")
                 mlflow.end_run("KILLED")  # MLflow's word for a run stopped on purpose
                 raise
@@ -164,7 +168,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
             best_params = studies.with_trial_values(params, best["params"])
             best_model = training.train_model(
                 data, best_params.model, best_params.train, best_params.base.seed).model
-            tracking.log_keras_model(best_model, data.validation.inputs[:5], name="best_model")
+            tracking.log_keras_model(best_model, data.validation.inputs[:5], name="best_model", exported=True)
         log_study_figures(study)
 
         report_json = {
