@@ -4,8 +4,9 @@
 
 The tuner picks settings on the validation split with ``base.seed`` as it is in params.yaml.
 What matters is whether those settings beat the defaults for seeds it never saw, on data it
-never read. For each of ``--seeds`` fresh values of ``base.seed`` (``--first-seed`` on, away
-from params.yaml's), both settings train ``train.seeds`` members on ``data/prepared`` (run
+never read. For each of ``--seeds`` fresh values of ``base.seed`` (``--first-seed`` on, spaced
+``train.seeds`` apart so that no two runs share a member's seed, and away from params.yaml's
+members), both settings train ``train.seeds`` members on ``data/prepared`` (run
 ``dvc repro`` first) and are scored on the test split: the served ensemble's RMSE divided by
 persistence's, and each member's. Reports the mean, spread and paired difference, with a
 paired t-test and a sign count; asserts nothing. The repo's outputs are only read.
@@ -75,9 +76,13 @@ def main(argv=None) -> int:
     best = layout.read_best_params()
     settings = {"default": params, "tuned": tuned_params(params, best)}
     data, test = layout.read_training_data(), layout.read_windows()["test"]
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    if params.base.seed in seeds:
-        parser.error(f"--first-seed: the seeds must be fresh; {params.base.seed} is params.yaml's base.seed")
+    # Member i of a run uses base.seed + i: spacing the runs train.seeds apart keeps every
+    # member's seed distinct, so the runs are independent draws.
+    members = params.train.seeds
+    seeds = [args.first_seed + index * members for index in range(args.seeds)]
+    tuned_on = set(range(params.base.seed, params.base.seed + members))
+    if tuned_on & {seed + i for seed in seeds for i in range(members)}:
+        parser.error(f"--first-seed: the seeds must be fresh; params.yaml's members use {sorted(tuned_on)}")
     runs: dict[str, list] = {name: [] for name in settings}
     for seed in seeds:
         for name, chosen in settings.items():  # interleaved: both see the same load

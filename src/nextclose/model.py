@@ -224,15 +224,19 @@ class EnsembleLSTM(keras.Model):
         for index, (kernel, recurrent_kernel, bias) in enumerate(self.lstm_weights):
             # Days first, for a while loop as Keras' own RNN runs it: the gradients then add up
             # over the days in the same order as the single network's.
-            days = tf.transpose(x, [1, 0, 2]) if shared and index == 0 else tf.transpose(x, [2, 0, 1, 3])
+            # Read through a TensorArray, as Keras does: a slice of a tensor inside the loop
+            # would add its whole gradient on every day.
+            days = tf.TensorArray(tf.float32, size=self.window).unstack(
+                tf.transpose(x, [1, 0, 2]) if shared and index == 0 else tf.transpose(x, [2, 0, 1, 3]))
             equation = "bf,kfg->kbg" if shared and index == 0 else "kbf,kfg->kbg"
             state = tf.zeros((self.members, batch, self.hidden_units), dtype=tf.float32)
+            member_bias = bias[:, None, :]  # outside the loop, which would redo it every day
 
-            def step(t, c, h, outputs, kernel=kernel, recurrent_kernel=recurrent_kernel, bias=bias,
+            def step(t, c, h, outputs, kernel=kernel, recurrent_kernel=recurrent_kernel, member_bias=member_bias,
                      days=days, equation=equation):
-                z = tf.einsum(equation, days[t], kernel)
+                z = tf.einsum(equation, days.read(t), kernel)
                 z = z + tf.einsum("kbh,khg->kbg", h, recurrent_kernel)
-                z = z + bias[:, None, :]
+                z = z + member_bias
                 z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
                 i = tf.sigmoid(z_i)
                 f = tf.sigmoid(z_f)
@@ -272,8 +276,9 @@ class EnsembleLSTM(keras.Model):
 class TutorialEnsemble(keras.Model):
     """``members`` copies of :class:`TutorialNetwork`, weights stacked on a leading member axis.
 
-    Each member computes what the single network computes to float32 rounding (its recurrence
-    is one batched matmul for all members, which XLA may round in the last bit).
+    Its batch of one makes every product a row-vector product, which XLA runs slowly and
+    rounds differently when batched over members, so each member's matmuls are its own; a
+    member agrees with the single network to float32 rounding.
 
     ``member_outputs`` takes ``[batch, n_step, 4]`` (the same year for every member) or
     ``[members, batch, n_step, 4]`` (each member its own year: the tutorial trains its
@@ -309,17 +314,20 @@ class TutorialEnsemble(keras.Model):
         x = tf.convert_to_tensor(x, dtype=tf.float32)
         if x.shape.rank == 3:
             x = tf.broadcast_to(x[None], tf.concat([[self.members], tf.shape(x)], axis=0))
-        # Per member outside the loop, as the single network's matmuls (XLA rounds batched
-        # matrix-vector products differently); inside it, one batched matmul for all members.
+        # Per member, as the single network's matmuls (XLA rounds batched matrix-vector
+        # products differently).
         daily = tf.stack([tf.matmul(x[k], self.input_kernel[k]) + self.input_bias[k] for k in range(self.members)])
         input_gates = tf.stack([tf.matmul(daily[k], self.lstm_kernel[k, :1]) + self.lstm_bias[k]
                                 for k in range(self.members)])
         input_gates = tf.transpose(input_gates, [2, 0, 1, 3])  # time first, for the loop
-        recurrent_kernel = self.lstm_kernel[:, 1:]
+        # Sliced once, outside the loop: a slice taken inside it is copied on every day.
+        recurrent_kernels = [self.lstm_kernel[k, 1:] for k in range(self.members)]
         state = tf.zeros((self.members, tf.shape(x)[1], self.hidden_units), dtype=tf.float32)
 
         def step(t, c, h):
-            gates = input_gates[t] + tf.einsum("kbh,khg->kbg", h, recurrent_kernel)
+            # One matmul per member: these are row-vector products (a batch of one), which XLA
+            # rounds differently when batched over members.
+            gates = input_gates[t] + tf.stack([tf.matmul(h[k], recurrent_kernels[k]) for k in range(self.members)])
             i, j, f, o = tf.split(gates, 4, axis=-1)
             c = tf.sigmoid(f + TF1_FORGET_BIAS) * c + tf.sigmoid(i) * tf.tanh(j)
             h = tf.sigmoid(o) * tf.tanh(c)
