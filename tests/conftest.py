@@ -10,6 +10,14 @@ import pytest
 from helpers import tiny_params, write_params
 
 
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs in a scratch workspace ``stage``: those run stages end to end,
+    for seconds each, and ``make mutate`` leaves them out (see ``[tool.mutmut]``)."""
+    for item in items:
+        if "workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stage)
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     """A scratch working directory with tiny params and its own MLflow store."""

@@ -158,3 +158,65 @@ def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
     unchanged = cut - first_target + 1
     np.testing.assert_array_equal(changed.forecasts[:unchanged], original.forecasts[:unchanged])
     assert not np.allclose(changed.forecasts[unchanged:], original.forecasts[unchanged:])
+
+
+# --- the input checks, at their edges ------------------------------------------------------
+
+def test_prices_are_checked_by_name_shape_and_sign():
+    with pytest.raises(ValueError, match=r"^actual: expected a 1-d array, got shape \(2, 2\)$"):
+        metrics.rmse(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="^actual: prices must be finite and positive$"):
+        metrics.rmse(np.array([1.0, np.inf]), np.ones(2))
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.naive_scale(np.array([1.0, -2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"^predicted has shape \(3,\), actual \(2,\)$"):
+        metrics.rmse(np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="^no forecasts to score$"):
+        metrics.mae(np.ones(0), np.ones(0))
+    with pytest.raises(ValueError, match="^predicted: forecasts must be finite$"):
+        metrics.mae(np.ones(2), np.array([1.0, np.inf]))
+    # the smallest valid input: one forecast of a positive price, a forecast may be anything finite
+    assert metrics.mae(np.array([2.0]), np.array([-1.0])) == 3.0
+
+
+def test_the_training_statistics_need_two_closes_and_two_are_enough():
+    for needs_two in (metrics.naive_scale, metrics.drift_rate):
+        with pytest.raises(ValueError, match="at least two training closes"):
+            needs_two(np.array([5.0]))
+    assert metrics.naive_scale(np.array([4.0, 5.0])) == 1.0
+    assert metrics.drift_rate(np.array([4.0, 8.0])) == pytest.approx(math.log(2.0))
+    with pytest.raises(ValueError, match="^the training closes never change, so MASE is undefined$"):
+        metrics.naive_scale(np.array([5.0, 5.0]))
+
+
+def test_mase_refuses_a_scale_that_is_not_positive():
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="^scale must be positive, got "):
+            metrics.mase(np.ones(2), np.ones(2), bad)
+
+
+def test_direction_hits_need_a_last_close_per_forecast():
+    with pytest.raises(ValueError, match=r"^last_close has shape \(3,\), actual \(2,\)$"):
+        metrics.direction_hits(np.ones(3), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="^last_close: prices must be finite and positive$"):
+        metrics.direction_hits(np.array([1.0, 0.0]), np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("hits, days", [(0, 0), (-1, 3), (4, 3)])
+def test_direction_p_value_refuses_impossible_counts(hits, days):
+    with pytest.raises(ValueError, match=rf"^need 0 <= hits <= days and days >= 1, got {hits} of {days}$"):
+        metrics.direction_p_value(hits, days)
+
+
+def test_direction_p_value_at_the_edges_of_the_counts():
+    assert metrics.direction_p_value(1, 1) == 0.5
+    assert metrics.direction_p_value(0, 1) == 1.0
+    assert metrics.direction_p_value(2, 3) == pytest.approx(0.5)  # P(X >= 2), X ~ B(3, 1/2)
+
+
+def test_score_has_every_key_in_report_order():
+    closes = random_walk(30, seed=2)
+    last, actual = one_step(closes, 10)
+    scores = metrics.score(last, actual, actual * 1.01, metrics.naive_scale(closes[:10]))
+    assert tuple(scores) == metrics.SCORE_KEYS
+    assert all(type(value) is float for value in scores.values())
