@@ -289,3 +289,26 @@ def test_removing_a_symlink_to_a_folder_keeps_the_folder(tmp_path):
     atomic._remove(tmp_path / "link")
     assert not (tmp_path / "link").exists() and (tmp_path / "real" / "keep").exists()
     atomic._remove(tmp_path / "link")  # already gone: nothing to do
+
+
+def test_outputs_may_sit_in_folders_that_do_not_exist_yet(tmp_path):
+    with atomic.Commit(tmp_path) as commit:
+        commit.write_text("reports/deep/er/metrics.json", "{}")
+    atomic.write_text(tmp_path / "plots" / "deep" / "er" / "plot.json", "[]")
+    assert (tmp_path / "reports/deep/er/metrics.json").read_text() == "{}"
+    assert (tmp_path / "plots/deep/er/plot.json").read_text() == "[]"
+
+
+def test_removing_a_leftover_is_best_effort(tmp_path, monkeypatch):
+    """Recovery must not fail on a leftover the file system refuses to delete (root may delete
+    anything, so the refusal is simulated)."""
+    leftover = tmp_path / ".models.abc.tmp"
+    leftover.mkdir()
+    (leftover / "model.keras").write_text("half")
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("refused")
+
+    monkeypatch.setattr(os, "unlink", refuse)
+    atomic._remove(leftover)
+    assert leftover.exists()
