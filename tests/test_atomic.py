@@ -312,3 +312,27 @@ def test_removing_a_leftover_is_best_effort(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "unlink", refuse)
     atomic._remove(leftover)
     assert leftover.exists()
+
+
+@pytest.mark.parametrize("fail_at", range(1, RENAMES + 1))
+def test_after_a_crash_at_any_rename_recovery_gives_all_old_or_all_new_in_process(tmp_path, monkeypatch, fail_at):
+    """The kill test above, in this process (so mutation testing sees it): a rename that raises
+    stands for the kill, and recovery reads the journal the commit left."""
+    old_outputs(tmp_path)
+    calls, real_replace = [0], os.replace
+
+    def crashing_replace(source, destination):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise OSError("crash")
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", crashing_replace)
+    with pytest.raises(OSError, match="crash"):
+        with atomic.Commit(tmp_path) as commit:
+            (commit.directory("models") / "model.keras").write_text("new model")
+            commit.write_text("reports/history.csv", "new history")
+    monkeypatch.setattr(os, "replace", real_replace)
+    atomic.recover(tmp_path, (atomic.Path("models"), atomic.Path("reports/history.csv")))
+    assert state(tmp_path) == (OLD if fail_at == 1 else NEW)
+    assert leftovers(tmp_path) == [] and leftovers(tmp_path / "reports") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -220,3 +221,37 @@ def test_score_has_every_key_in_report_order():
     scores = metrics.score(last, actual, actual * 1.01, metrics.naive_scale(closes[:10]))
     assert tuple(scores) == metrics.SCORE_KEYS
     assert all(type(value) is float for value in scores.values())
+
+
+def test_arima_checks_its_arguments_before_fitting():
+    closes = random_walk(30, seed=5)
+    train, later = closes[:20], closes[20:]
+    for first_target in (10, -1):
+        with pytest.raises(ValueError, match=rf"^first_target {first_target} is outside 0\.\.9$"):
+            metrics.arima_forecasts(train, later, first_target, max_p=1, max_q=1)
+    with pytest.raises(ValueError, match="^max_p and max_q must be at least 0, got -1 and 0$"):
+        metrics.arima_forecasts(train, later, 1, max_p=-1, max_q=0)
+    with pytest.raises(ValueError, match="^max_p and max_q must be at least 0, got 0 and -1$"):
+        metrics.arima_forecasts(train, later, 1, max_p=0, max_q=-1)
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.arima_forecasts(np.r_[train, 0.0], later, 1, max_p=1, max_q=1)
+    with pytest.raises(ValueError, match="^later_closes: prices must be finite and positive$"):
+        metrics.arima_forecasts(train, np.r_[later, -1.0], 1, max_p=1, max_q=1)
+
+
+def test_arima_of_order_zero_from_the_first_later_day_is_persistence():
+    closes = random_walk(80, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the updates' convergence warnings are silenced; nothing else is expected
+        result = metrics.arima_forecasts(closes[:60], closes[60:], 0, max_p=0, max_q=0)
+    assert result.order == (0, 1, 0) and result.with_intercept is False
+    np.testing.assert_allclose(result.forecasts, closes[59:-1], rtol=1e-12)
+
+
+def test_arima_on_a_steady_climb_finds_the_drift():
+    closes = random_walk(80, seed=4, drift=0.01)
+    result = metrics.arima_forecasts(closes[:60], closes[60:], 5, max_p=0, max_q=0)
+    assert result.order == (0, 1, 0) and result.with_intercept is True
+    assert len(result.forecasts) == 15
+    # each forecast is the previous close grown by about the drift
+    np.testing.assert_allclose(result.forecasts / closes[64:-1], math.exp(0.01), rtol=2e-3)
