@@ -225,3 +225,24 @@ def test_the_heartbeat_stamps_the_worker_and_beats_until_the_block_ends():
     time.sleep(0.05)
     assert study.trials[0].system_attrs["nextclose:heartbeat"] == last
     assert studies.HEARTBEAT_SECONDS == 20.0 and studies.Heartbeat(study, trial).interval == 20.0
+
+
+def test_a_trial_another_worker_fails_first_is_skipped_and_the_rest_still_checked(monkeypatch):
+    study = optuna.create_study()
+    dead = {"host": processes.this_process()["host"], "pid": 1, "started": 0.0}
+    for _ in range(2):
+        running_trial(study, **{"nextclose:worker": dead})
+
+    def another_worker_fails_trial_0_first(worker):
+        if study.trials[0].state == optuna.trial.TrialState.RUNNING:
+            study.tell(0, state=optuna.trial.TrialState.FAIL)
+        return False
+
+    monkeypatch.setattr(processes, "is_alive", another_worker_fails_trial_0_first)
+    assert studies.fail_stale_trials(study) == [1]
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+
+
+def test_the_heartbeat_never_keeps_a_dying_worker_alive():
+    study = optuna.create_study()
+    assert studies.Heartbeat(study, study.ask()).thread.daemon
