@@ -257,6 +257,10 @@ def test_recovery_puts_back_a_directory_moved_aside_or_drops_it_if_replaced(tmp_
 def test_recovery_ignores_outputs_whose_folder_is_missing(tmp_path):
     assert atomic.recover(tmp_path, (atomic.Path("missing/history.csv"),)) is None
     assert not (tmp_path / "missing").exists()
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / ".history.csv.abc.tmp").write_text("half")
+    said = atomic.recover(tmp_path, (atomic.Path("missing/history.csv"), atomic.Path("reports/history.csv")))
+    assert said == "rolled back an interrupted write: removed reports/.history.csv.abc.tmp"
 
 
 def test_a_torn_journal_is_dropped_and_the_commit_rolled_back(tmp_path):
@@ -333,6 +337,8 @@ def test_after_a_crash_at_any_rename_recovery_gives_all_old_or_all_new_in_proces
             (commit.directory("models") / "model.keras").write_text("new model")
             commit.write_text("reports/history.csv", "new history")
     monkeypatch.setattr(os, "replace", real_replace)
-    atomic.recover(tmp_path, (atomic.Path("models"), atomic.Path("reports/history.csv")))
+    said = atomic.recover(tmp_path, (atomic.Path("models"), atomic.Path("reports/history.csv")))
     assert state(tmp_path) == (OLD if fail_at == 1 else NEW)
+    if fail_at > 1:
+        assert said == "completed an interrupted commit of models, reports/history.csv"
     assert leftovers(tmp_path) == [] and leftovers(tmp_path / "reports") == []

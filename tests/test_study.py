@@ -104,7 +104,8 @@ def test_mask_passwords_blanks_the_raw_and_the_decoded_password():
     assert studies.mask_passwords("nothing to hide", "/a/journal.log") == "nothing to hide"
 
 
-def test_display_location_leaves_urls_and_outside_paths_alone(tmp_path):
+def test_display_location_leaves_urls_and_outside_paths_alone(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a URL read as a path would lie inside the workspace
     assert studies.display_location("sqlite:///studies.db", tmp_path) == "sqlite:///studies.db"
     assert studies.display_location(str(tmp_path / "a" / "j.log"), tmp_path) == "a/j.log"
     assert studies.display_location(str(tmp_path / "a" / "j.log")) == str(tmp_path / "a" / "j.log")
@@ -174,6 +175,16 @@ def test_the_sampler_seeds_each_trial_from_the_seed_and_its_number():
     assert sampler._n_startup_trials == 5
     assert [sampler.trial_seed(0), sampler.trial_seed(1)] == [3393549140, 1375264003]
     assert studies.make_sampler(43).trial_seed(0) != sampler.trial_seed(0)
+
+
+@pytest.mark.parametrize("kind, pruner", [("hyperband", optuna.pruners.HyperbandPruner),
+                                          ("none", optuna.pruners.NopPruner)])
+def test_a_study_prunes_as_tune_pruner_says(tmp_path, kind, pruner):
+    params = tiny(tune={"pruner": kind})
+    study, _, _ = studies.open_study(params, SUMMARY, str(tmp_path / "j.log"))
+    assert type(study.pruner) is pruner
+    if kind == "hyperband":
+        assert (study.pruner._min_resource, study.pruner._max_resource) == (20, 60)
 
 
 def test_the_median_pruner_waits_for_five_trials_and_three_evaluations():
