@@ -57,6 +57,8 @@ def test_rounding_noise_is_no_move():
     last = np.full(4, 55.844)
     predicted = np.exp(np.log(last)) * np.array([1 + 1e-15, 1 - 1e-15, 1.0, 1 + 1e-6])
     assert metrics.rises(last, predicted).tolist() == [False, False, False, True]
+    # exactly at the tolerance is still no move
+    assert not metrics.rises(last, last * (1.0 + metrics.MOVE_TOLERANCE)).any()
 
 
 def test_persistence_direction_equals_the_share_of_days_that_did_not_rise():
@@ -181,9 +183,12 @@ def test_prices_are_checked_by_name_shape_and_sign():
 
 
 def test_the_training_statistics_need_two_closes_and_two_are_enough():
-    for needs_two in (metrics.naive_scale, metrics.drift_rate):
-        with pytest.raises(ValueError, match="at least two training closes"):
-            needs_two(np.array([5.0]))
+    with pytest.raises(ValueError, match="^the naive scale needs at least two training closes$"):
+        metrics.naive_scale(np.array([5.0]))
+    with pytest.raises(ValueError, match="^the drift needs at least two training closes$"):
+        metrics.drift_rate(np.array([5.0]))
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.drift_rate(np.array([5.0, 0.0]))
     assert metrics.naive_scale(np.array([4.0, 5.0])) == 1.0
     assert metrics.drift_rate(np.array([4.0, 8.0])) == pytest.approx(math.log(2.0))
     with pytest.raises(ValueError, match="^the training closes never change, so MASE is undefined$"):
