@@ -260,3 +260,12 @@ def test_arima_on_a_steady_climb_finds_the_drift():
     assert len(result.forecasts) == 15
     # each forecast is the previous close grown by about the drift
     np.testing.assert_allclose(result.forecasts / closes[64:-1], math.exp(0.01), rtol=2e-3)
+
+
+def test_float32_log_returns_are_widened_before_exp():
+    """The model's float32 output must not cost the forecast its float64 precision."""
+    last = np.array([100.0, 250.5])
+    log_returns = np.array([0.012345, -0.0321], dtype=np.float32)
+    forecast = metrics.closes_from_log_returns(last, log_returns)
+    assert forecast.dtype == np.float64
+    np.testing.assert_array_equal(forecast, last * np.exp(log_returns.astype(np.float64)))

@@ -98,7 +98,7 @@ def test_too_few_rows_for_window_and_splits():
 
 
 def test_too_few_rows_in_one_split():
-    with pytest.raises(DataError, match="the test split gets 0 samples"):
+    with pytest.raises(DataError, match="^walk.csv: too few rows: the test split gets 0 samples"):
         prepared_from(random_walk_bars(200), **walk_params(split={
             "validation_start": "2018-06-01", "test_start": "2019-06-01"}))
 
@@ -314,3 +314,13 @@ def test_fifteen_samples_are_enough_and_fourteen_are_not():
             r"^walk.csv: too few rows: 24 rows between data.start and data.end, but features.window=10 "
             r"plus 15 samples for the three splits need 25$")):
         prepared_from(bars.iloc[:24], **walk_params(split=split))
+
+
+def test_every_refusal_names_the_source():
+    broken = random_walk_bars(200)
+    broken.loc[5, "high"] = broken.loc[5, "low"] * 0.5
+    with pytest.raises(DataError, match="^walk.csv: 2018-01-09: high .* is below max"):
+        prepared_from(broken, **walk_params())
+    with pytest.raises(DataError, match="^walk.csv: no rows between data.start 2030-01-01 and data.end null"):
+        prepared_from(random_walk_bars(200), data={"source": "csv", "path": "walk.csv", "start": "2030-01-01",
+                                                   "end": None})
