@@ -269,3 +269,11 @@ def test_float32_log_returns_are_widened_before_exp():
     forecast = metrics.closes_from_log_returns(last, log_returns)
     assert forecast.dtype == np.float64
     np.testing.assert_array_equal(forecast, last * np.exp(log_returns.astype(np.float64)))
+
+
+def test_the_persistence_forecast_is_a_float64_copy_of_the_last_closes():
+    last = np.array([100, 101])
+    forecast = metrics.persistence_forecast(last)
+    assert forecast.dtype == np.float64 and forecast.tolist() == [100.0, 101.0]
+    forecast[0] = 1.0
+    assert last[0] == 100

@@ -292,7 +292,9 @@ def test_the_date_range_cuts_the_bars_before_anything_else():
     kept = bars[(bars["date"] >= "2018-02-01") & (bars["date"] <= "2018-08-31")].reset_index(drop=True)
     assert prepared.bars["date"].tolist() == kept["date"].tolist()
     assert prepared.source_hash == bars_hash(kept)
-    np.testing.assert_array_equal(prepared.tutorial_y[:, 0], kept["close"].to_numpy(np.float32)[1:])
+    tutorial_x, tutorial_y = features.tutorial_sequence(kept)
+    np.testing.assert_array_equal(prepared.tutorial_x, tutorial_x)
+    np.testing.assert_array_equal(prepared.tutorial_y, tutorial_y)
 
 
 def test_without_the_volume_feature_the_volume_column_is_dropped_before_hashing():
