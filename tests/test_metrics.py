@@ -251,6 +251,9 @@ def test_arima_of_order_zero_from_the_first_later_day_is_persistence():
         result = metrics.arima_forecasts(closes[:60], closes[60:], 0, max_p=0, max_q=0)
     assert result.order == (0, 1, 0) and result.with_intercept is False
     np.testing.assert_allclose(result.forecasts, closes[59:-1], rtol=1e-12)
+    # from the second later day: the model has read the first one first
+    from_second = metrics.arima_forecasts(closes[:60], closes[60:], 1, max_p=0, max_q=0)
+    np.testing.assert_allclose(from_second.forecasts, closes[60:-1], rtol=1e-12)
 
 
 def test_arima_on_a_steady_climb_finds_the_drift():
@@ -277,3 +280,12 @@ def test_the_persistence_forecast_is_a_float64_copy_of_the_last_closes():
     assert forecast.dtype == np.float64 and forecast.tolist() == [100.0, 101.0]
     forecast[0] = 1.0
     assert last[0] == 100
+
+
+def test_float32_closes_are_scored_in_float64():
+    closes = random_walk(50, seed=8)
+    narrow = closes.astype(np.float32)
+    wide = narrow.astype(np.float64)  # the same numbers
+    assert metrics.naive_scale(narrow) == metrics.naive_scale(wide)
+    assert metrics.drift_rate(narrow) == metrics.drift_rate(wide)
+    assert metrics.mape(narrow, closes) == metrics.mape(wide, closes)
