@@ -70,6 +70,11 @@ def test_each_split_needs_at_least_one_sample_from_the_fractions():
     assert features.split_boundaries(dates, split) == (dates[1], dates[2])  # 1 of each: just enough
     with pytest.raises(DataError, match="^2 samples cannot be split into train, validation and test$"):
         features.split_boundaries(dates[:2], split)
+    ten = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-11"))
+    # 4 % of ten samples rounds to none
+    for no_validation_or_no_test in (SplitParams(0.04, 0.3, None, None), SplitParams(0.3, 0.04, None, None)):
+        with pytest.raises(DataError, match="^10 samples cannot be split"):
+            features.split_boundaries(ten, no_validation_or_no_test)
 
 
 def test_a_sample_on_a_boundary_date_belongs_to_the_later_split():
