@@ -71,6 +71,8 @@ def test_each_split_needs_at_least_one_sample_from_the_fractions():
     with pytest.raises(DataError, match="^2 samples cannot be split into train, validation and test$"):
         features.split_boundaries(dates[:2], split)
     ten = np.arange(np.datetime64("2020-01-01"), np.datetime64("2020-01-11"))
+    with pytest.raises(DataError, match="^2 samples cannot be split"):  # 45 % twice leaves training none
+        features.split_boundaries(dates[:2], SplitParams(0.45, 0.45, None, None))
     # 4 % of ten samples rounds to none
     for no_validation_or_no_test in (SplitParams(0.04, 0.3, None, None), SplitParams(0.3, 0.04, None, None)):
         with pytest.raises(DataError, match="^10 samples cannot be split"):
@@ -117,3 +119,14 @@ def test_date_range():
     assert features.date_range(np.array([], "datetime64[D]")) is None
     dates = np.array(["2020-01-01T10:00", "2020-01-05T00:00", "2020-02-03T23:59"], "datetime64[m]")
     assert features.date_range(dates) == ("2020-01-01", "2020-02-03")
+
+
+def test_float32_bars_give_the_windows_of_the_same_numbers_in_float64():
+    bars = random_walk_bars(30)
+    narrow = bars.astype({column: np.float32 for column in ("open", "high", "low", "close")})
+    wide = narrow.astype({column: np.float64 for column in ("open", "high", "low", "close")})
+    params = FeatureParams(window=5, volume=False)
+    got, expected = features.make_windows(narrow, params), features.make_windows(wide, params)
+    assert got.last_close.dtype == np.float64
+    np.testing.assert_array_equal(got.targets, expected.targets)
+    np.testing.assert_array_equal(got.inputs, expected.inputs)
