@@ -123,9 +123,10 @@ def test_date_range():
 
 def test_float32_bars_give_the_windows_of_the_same_numbers_in_float64():
     bars = random_walk_bars(30)
-    narrow = bars.astype({column: np.float32 for column in ("open", "high", "low", "close")})
-    wide = narrow.astype({column: np.float64 for column in ("open", "high", "low", "close")})
-    params = FeatureParams(window=5, volume=False)
+    columns = ("open", "high", "low", "close", "volume")
+    narrow = bars.astype({column: np.float32 for column in columns})
+    wide = narrow.astype({column: np.float64 for column in columns})
+    params = FeatureParams(window=5, volume=True)
     got, expected = features.make_windows(narrow, params), features.make_windows(wide, params)
     assert got.last_close.dtype == np.float64
     np.testing.assert_array_equal(got.targets, expected.targets)
