@@ -29,11 +29,14 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 
-# Mutation testing of the core with the fast tests; MODULE=metrics runs one module's mutants.
-# Results persist in mutants/: a rerun continues where the last one stopped.
+# Mutation testing of the core with the fast unit tests; MODULE=metrics runs (again) one module's
+# mutants. Results persist in mutants/: a plain rerun continues where the last one stopped.
+# One worker by default, so the run leaves a core free; MUTATE_CHILDREN=2 uses two.
+MUTATE_CHILDREN ?= 1
 mutate: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[mutate]'
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run $(if $(MODULE),"nextclose.$(MODULE).*") || true
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) \
+		$(if $(MODULE),"nextclose.$(MODULE).*") || true
 	$(BIN)/python scripts/mutation_score.py
 
 bench: $(STAMP)

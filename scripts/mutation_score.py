@@ -1,7 +1,9 @@
 """Print the mutation score per module from mutmut's results (run from the project root).
 
 mutmut 3 keeps each mutated module's results in ``mutants/src/<path>.py.meta``: a JSON map
-from mutant to the exit code of the tests that ran against it. Usage: ``make mutate``, or
+from mutant to the exit code of the tests that ran against it. Survivors that cannot change
+what the code does are listed, each with its reason, in ``mutation-equivalents.md``; the score
+is printed raw and with those left out. Usage: ``make mutate``, or
 ``python scripts/mutation_score.py`` after ``mutmut run``.
 """
 
@@ -9,12 +11,16 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import sys
 from pathlib import Path
 
 KILLED = {1, 3}  # the tests failed, or pytest itself did: the mutant was caught
 NO_TESTS = {5, 33}  # no test reached the mutated function
 TIMEOUTS = {36, -24, 24, 152, 255}
+EQUIVALENTS = Path("mutation-equivalents.md")
+# One line per equivalent mutant: "- `<mutant name>`: <reason>"
+LISTED = re.compile(r"^- `(?P<name>[^`]+)`: (?P<reason>\S.*)$")
 
 
 def outcome(code: object) -> str:
@@ -29,26 +35,51 @@ def outcome(code: object) -> str:
     return "timeout" if code in TIMEOUTS else "other"
 
 
-def main(root: Path = Path("mutants")) -> int:
-    totals: collections.Counter[str] = collections.Counter()
+def listed_equivalents(path: Path) -> dict[str, str]:
+    """Mutant name -> reason, from the equivalents file (none if it is missing)."""
+    if not path.exists():
+        return {}
+    return {m["name"]: m["reason"] for m in map(LISTED.match, path.read_text().splitlines()) if m}
+
+
+def share(killed: int, checked: int) -> str:
+    return f"{killed} of {checked} mutants killed ({100.0 * killed / checked:.1f}%)" if checked else "not run"
+
+
+def main(root: Path = Path("mutants"), equivalents_file: Path = EQUIVALENTS) -> int:
     metas = sorted(root.rglob("*.py.meta"))
     if not metas:
         print(f"no results under {root}/: run `make mutate` (or `mutmut run`) first", file=sys.stderr)
         return 1
+    equivalents = listed_equivalents(equivalents_file)
+    totals: collections.Counter[str] = collections.Counter()
+    outcomes: dict[str, str] = {}
     for meta in metas:
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         if not codes:
             continue
-        counts = collections.Counter(outcome(code) for code in codes.values())
-        checked = sum(counts.values()) - counts["not checked"]
-        share = 100.0 * counts["killed"] / checked if checked else 0.0
-        details = ", ".join(f"{k} {counts[k]}" for k in ("survived", "no tests", "timeout", "not checked") if counts[k])
-        print(f"{meta.relative_to(root).with_suffix('')}: {counts['killed']} of {checked} mutants killed "
-              f"({share:.1f}%){'; ' + details if details else ''}")
-        totals += counts
-    checked = sum(totals.values()) - totals["not checked"]
+        module = collections.Counter(outcome(code) for code in codes.values())
+        outcomes.update((name, outcome(code)) for name, code in codes.items())
+        equivalent = sum(outcome(code) == "survived" and name in equivalents for name, code in codes.items())
+        checked = sum(module.values()) - module["not checked"]
+        details = ", ".join(f"{k} {module[k]}" for k in ("survived", "no tests", "timeout", "other", "not checked")
+                            if module[k])
+        print(f"{meta.relative_to(root).with_suffix('')}: {share(module['killed'], checked)}"
+              f"{'; ' + details if details else ''}")
+        if equivalent:
+            print(f"    without the {equivalent} listed equivalent: {share(module['killed'], checked - equivalent)}")
+        totals += module
+        totals["equivalent"] += equivalent
+    checked = sum(totals.values()) - totals["not checked"] - totals["equivalent"]
     if checked:
-        print(f"all: {totals['killed']} of {checked} mutants killed ({100.0 * totals['killed'] / checked:.1f}%)")
+        print(f"all: {share(totals['killed'], checked)}")
+        print(f"all without the {totals['equivalent']} listed equivalent: "
+              f"{share(totals['killed'], checked - totals['equivalent'])}")
+    # A listed mutant that the tests kill now, or that no longer exists, should leave the list.
+    for name in sorted(equivalents):
+        if outcomes.get(name, "gone") not in ("survived", "not checked"):
+            print(f"{equivalents_file}: {name} is listed as equivalent but is "
+                  f"{outcomes.get(name, 'not a mutant (any more)')}", file=sys.stderr)
     return 0
 
 

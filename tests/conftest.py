@@ -5,9 +5,28 @@ Helpers the tests share live in ``tests/helpers/`` (``from helpers import ...``)
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from helpers import tiny_params, write_params
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that runs in a scratch workspace ``stage``: those run stages end to end,
+    for seconds each, and ``make mutate`` leaves them out (see ``[tool.mutmut]``)."""
+    for item in items:
+        if "workspace" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.stage)
+    # Under mutmut (which runs in mutants/, beside its stats), run a mutant's tests fastest
+    # first: its run stops at the first failure, so a killed mutant then costs its cheapest
+    # failing test rather than whichever slow test came first.
+    stats = Path("mutmut-stats.json")
+    if "MUTANT_UNDER_TEST" in os.environ and stats.is_file():
+        seconds = json.loads(stats.read_text())["duration_by_test"]
+        items.sort(key=lambda item: seconds.get(item.nodeid, 0.0))
 
 
 @pytest.fixture

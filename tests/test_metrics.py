@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -56,6 +57,8 @@ def test_rounding_noise_is_no_move():
     last = np.full(4, 55.844)
     predicted = np.exp(np.log(last)) * np.array([1 + 1e-15, 1 - 1e-15, 1.0, 1 + 1e-6])
     assert metrics.rises(last, predicted).tolist() == [False, False, False, True]
+    # exactly at the tolerance is still no move
+    assert not metrics.rises(last, last * (1.0 + metrics.MOVE_TOLERANCE)).any()
 
 
 def test_persistence_direction_equals_the_share_of_days_that_did_not_rise():
@@ -159,6 +162,133 @@ def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
     np.testing.assert_array_equal(changed.forecasts[:unchanged], original.forecasts[:unchanged])
     assert not np.allclose(changed.forecasts[unchanged:], original.forecasts[unchanged:])
 
+
+# --- the input checks, at their edges ------------------------------------------------------
+
+def test_prices_are_checked_by_name_shape_and_sign():
+    with pytest.raises(ValueError, match=r"^actual: expected a 1-d array, got shape \(2, 2\)$"):
+        metrics.rmse(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="^actual: prices must be finite and positive$"):
+        metrics.rmse(np.array([1.0, np.inf]), np.ones(2))
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.naive_scale(np.array([1.0, -2.0, 3.0]))
+    with pytest.raises(ValueError, match=r"^predicted has shape \(3,\), actual \(2,\)$"):
+        metrics.rmse(np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="^no forecasts to score$"):
+        metrics.mae(np.ones(0), np.ones(0))
+    with pytest.raises(ValueError, match="^predicted: forecasts must be finite$"):
+        metrics.mae(np.ones(2), np.array([1.0, np.inf]))
+    # the smallest valid input: one forecast of a positive price, a forecast may be anything finite
+    assert metrics.mae(np.array([2.0]), np.array([-1.0])) == 3.0
+
+
+def test_the_training_statistics_need_two_closes_and_two_are_enough():
+    with pytest.raises(ValueError, match="^the naive scale needs at least two training closes$"):
+        metrics.naive_scale(np.array([5.0]))
+    with pytest.raises(ValueError, match="^the drift needs at least two training closes$"):
+        metrics.drift_rate(np.array([5.0]))
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.drift_rate(np.array([5.0, 0.0]))
+    assert metrics.naive_scale(np.array([4.0, 5.0])) == 1.0
+    assert metrics.drift_rate(np.array([4.0, 8.0])) == pytest.approx(math.log(2.0))
+    with pytest.raises(ValueError, match="^the training closes never change, so MASE is undefined$"):
+        metrics.naive_scale(np.array([5.0, 5.0]))
+
+
+def test_mase_refuses_a_scale_that_is_not_positive():
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="^scale must be positive, got "):
+            metrics.mase(np.ones(2), np.ones(2), bad)
+
+
+def test_direction_hits_need_a_last_close_per_forecast():
+    with pytest.raises(ValueError, match=r"^last_close has shape \(3,\), actual \(2,\)$"):
+        metrics.direction_hits(np.ones(3), np.ones(2), np.ones(2))
+    with pytest.raises(ValueError, match="^last_close: prices must be finite and positive$"):
+        metrics.direction_hits(np.array([1.0, 0.0]), np.ones(2), np.ones(2))
+
+
+@pytest.mark.parametrize("hits, days", [(0, 0), (-1, 3), (4, 3)])
+def test_direction_p_value_refuses_impossible_counts(hits, days):
+    with pytest.raises(ValueError, match=rf"^need 0 <= hits <= days and days >= 1, got {hits} of {days}$"):
+        metrics.direction_p_value(hits, days)
+
+
+def test_direction_p_value_at_the_edges_of_the_counts():
+    assert metrics.direction_p_value(1, 1) == 0.5
+    assert metrics.direction_p_value(0, 1) == 1.0
+    assert metrics.direction_p_value(2, 3) == pytest.approx(0.5)  # P(X >= 2), X ~ B(3, 1/2)
+
+
+def test_score_has_every_key_in_report_order():
+    closes = random_walk(30, seed=2)
+    last, actual = one_step(closes, 10)
+    scores = metrics.score(last, actual, actual * 1.01, metrics.naive_scale(closes[:10]))
+    assert tuple(scores) == metrics.SCORE_KEYS
+    assert all(type(value) is float for value in scores.values())
+
+
+def test_arima_checks_its_arguments_before_fitting():
+    closes = random_walk(30, seed=5)
+    train, later = closes[:20], closes[20:]
+    for first_target in (10, -1):
+        with pytest.raises(ValueError, match=rf"^first_target {first_target} is outside 0\.\.9$"):
+            metrics.arima_forecasts(train, later, first_target, max_p=1, max_q=1)
+    with pytest.raises(ValueError, match="^max_p and max_q must be at least 0, got -1 and 0$"):
+        metrics.arima_forecasts(train, later, 1, max_p=-1, max_q=0)
+    with pytest.raises(ValueError, match="^max_p and max_q must be at least 0, got 0 and -1$"):
+        metrics.arima_forecasts(train, later, 1, max_p=0, max_q=-1)
+    with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
+        metrics.arima_forecasts(np.r_[train, 0.0], later, 1, max_p=1, max_q=1)
+    with pytest.raises(ValueError, match="^later_closes: prices must be finite and positive$"):
+        metrics.arima_forecasts(train, np.r_[later, -1.0], 1, max_p=1, max_q=1)
+
+
+def test_arima_of_order_zero_from_the_first_later_day_is_persistence():
+    closes = random_walk(80, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the updates' convergence warnings are silenced; nothing else is expected
+        result = metrics.arima_forecasts(closes[:60], closes[60:], 0, max_p=0, max_q=0)
+    assert result.order == (0, 1, 0) and result.with_intercept is False
+    np.testing.assert_allclose(result.forecasts, closes[59:-1], rtol=1e-12)
+    # from the second later day: the model has read the first one first
+    from_second = metrics.arima_forecasts(closes[:60], closes[60:], 1, max_p=0, max_q=0)
+    np.testing.assert_allclose(from_second.forecasts, closes[60:-1], rtol=1e-12)
+
+
+def test_arima_on_a_steady_climb_finds_the_drift():
+    closes = random_walk(80, seed=4, drift=0.01)
+    result = metrics.arima_forecasts(closes[:60], closes[60:], 5, max_p=0, max_q=0)
+    assert result.order == (0, 1, 0) and result.with_intercept is True
+    assert len(result.forecasts) == 15
+    # each forecast is the previous close grown by about the drift
+    np.testing.assert_allclose(result.forecasts / closes[64:-1], math.exp(0.01), rtol=2e-3)
+
+
+def test_float32_log_returns_are_widened_before_exp():
+    """The model's float32 output must not cost the forecast its float64 precision."""
+    last = np.array([100.0, 250.5])
+    log_returns = np.array([0.012345, -0.0321], dtype=np.float32)
+    forecast = metrics.closes_from_log_returns(last, log_returns)
+    assert forecast.dtype == np.float64
+    np.testing.assert_array_equal(forecast, last * np.exp(log_returns.astype(np.float64)))
+
+
+def test_the_persistence_forecast_is_a_float64_copy_of_the_last_closes():
+    last = np.array([100, 101])
+    forecast = metrics.persistence_forecast(last)
+    assert forecast.dtype == np.float64 and forecast.tolist() == [100.0, 101.0]
+    forecast[0] = 1.0
+    assert last[0] == 100
+
+
+def test_float32_closes_are_scored_in_float64():
+    closes = random_walk(50, seed=8)
+    narrow = closes.astype(np.float32)
+    wide = narrow.astype(np.float64)  # the same numbers
+    assert metrics.naive_scale(narrow) == metrics.naive_scale(wide)
+    assert metrics.drift_rate(narrow) == metrics.drift_rate(wide)
+    assert metrics.mape(narrow, closes) == metrics.mape(wide, closes)
 
 def test_spread_is_mean_sample_std_min_max():
     assert metrics.spread([1.0, 2.0, 4.0]) == {"mean": 7 / 3, "std": pytest.approx(np.std([1, 2, 4], ddof=1)),

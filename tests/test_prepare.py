@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from nextclose import cli, features, layout, preparation
-from nextclose.bars import DataError
+from nextclose.bars import DataError, bars_hash
 from nextclose.params import FeatureParams, parse_params
 
 from helpers import random_walk_bars, tiny_params, write_params
@@ -98,7 +98,7 @@ def test_too_few_rows_for_window_and_splits():
 
 
 def test_too_few_rows_in_one_split():
-    with pytest.raises(DataError, match="the test split gets 0 samples"):
+    with pytest.raises(DataError, match="^walk.csv: too few rows: the test split gets 0 samples"):
         prepared_from(random_walk_bars(200), **walk_params(split={
             "validation_start": "2018-06-01", "test_start": "2019-06-01"}))
 
@@ -260,3 +260,69 @@ def test_data_path_naming_a_directory_is_a_clear_error(workspace, capsys):
     (workspace / "exports").mkdir()
     assert run_prepare(workspace, data={"source": "csv", "path": "exports", "start": None, "end": None}) == 2
     assert "exports: is a directory, not a CSV file" in capsys.readouterr().err
+
+
+def test_the_summary_states_rows_dates_splits_and_statistics():
+    bars = random_walk_bars(200)  # business days from 2018-01-02
+    prepared = prepared_from(bars, **walk_params())
+    summary = prepared.summary()
+    assert list(summary) == ["source", "source_sha256", "rows", "first_date", "last_date", "splits",
+                             "normalisation", "tutorial"]
+    assert summary["source"] == "walk.csv" and summary["source_sha256"] == bars_hash(bars)
+    assert (summary["rows"], summary["first_date"], summary["last_date"]) == (200, "2018-01-02", "2018-10-08")
+    # 190 samples: round(190 * 0.15) = 28 (round half to even) each for validation and test
+    dates = bars["date"].dt.strftime("%Y-%m-%d").tolist()
+    assert summary["splits"] == {
+        "train": {"samples": 134, "first_target": dates[10], "last_target": dates[143]},
+        "validation": {"samples": 28, "first_target": dates[144], "last_target": dates[171]},
+        "test": {"samples": 28, "first_target": dates[172], "last_target": dates[199]},
+    }
+    assert summary["normalisation"] == {
+        "feature_names": features.feature_names(True), "mean": prepared.normalisation.mean,
+        "std": prepared.normalisation.std, "target_scale": prepared.normalisation.target_scale}
+    assert summary["tutorial"] == {"steps": 199}
+    np.testing.assert_array_equal(prepared.tutorial_target_dates,
+                                  bars["date"].to_numpy().astype("datetime64[D]")[1:])
+
+
+def test_the_date_range_cuts_the_bars_before_anything_else():
+    bars = random_walk_bars(200)
+    prepared = prepared_from(bars, data={"source": "csv", "path": "walk.csv", "start": "2018-02-01",
+                                         "end": "2018-08-31"})
+    kept = bars[(bars["date"] >= "2018-02-01") & (bars["date"] <= "2018-08-31")].reset_index(drop=True)
+    assert prepared.bars["date"].tolist() == kept["date"].tolist()
+    assert prepared.source_hash == bars_hash(kept)
+    tutorial_x, tutorial_y = features.tutorial_sequence(kept)
+    np.testing.assert_array_equal(prepared.tutorial_x, tutorial_x)
+    np.testing.assert_array_equal(prepared.tutorial_y, tutorial_y)
+
+
+def test_without_the_volume_feature_the_volume_column_is_dropped_before_hashing():
+    bars = random_walk_bars(200)
+    prepared = prepared_from(bars, **walk_params(features={"volume": False, "window": 10}))
+    assert "volume" not in prepared.bars
+    assert prepared.source_hash == bars_hash(bars.drop(columns="volume"))
+    assert prepared.normalisation.feature_names == features.feature_names(False)
+
+
+def test_fifteen_samples_are_enough_and_fourteen_are_not():
+    # window 10: 25 rows give 15 samples, five for each split when the dates cut them so
+    bars = random_walk_bars(25)
+    dates = bars["date"].dt.strftime("%Y-%m-%d")
+    split = {"validation_start": dates[15], "test_start": dates[20]}
+    prepared = prepared_from(bars, **walk_params(split=split))
+    assert [len(prepared.splits[name].targets) for name in features.SPLITS] == [5, 5, 5]
+    with pytest.raises(DataError, match=(
+            r"^walk.csv: too few rows: 24 rows between data.start and data.end, but features.window=10 "
+            r"plus 15 samples for the three splits need 25$")):
+        prepared_from(bars.iloc[:24], **walk_params(split=split))
+
+
+def test_every_refusal_names_the_source():
+    broken = random_walk_bars(200)
+    broken.loc[5, "high"] = broken.loc[5, "low"] * 0.5
+    with pytest.raises(DataError, match="^walk.csv: 2018-01-09: high .* is below max"):
+        prepared_from(broken, **walk_params())
+    with pytest.raises(DataError, match="^walk.csv: no rows between data.start 2030-01-01 and data.end null"):
+        prepared_from(random_walk_bars(200), data={"source": "csv", "path": "walk.csv", "start": "2030-01-01",
+                                                   "end": None})

@@ -56,3 +56,43 @@ def test_range_rules_come_from_the_table():
         parse_params(tiny_params(tune={"learning_rate_min": 0.1, "learning_rate_max": 0.01}))
     with pytest.raises(params.ParamsError, match=r"tune.steps_step: must be at least 1 and divide"):
         parse_params(tiny_params(tune={"steps_step": 7}))
+
+
+def test_every_row_of_the_table_as_searched():
+    tune = parse_params(tiny_params()).tune
+    rows = {s.name: s for s in SEARCHED}
+    assert [(s.section, s.key, s.type, s.log, s.stepped) for s in SEARCHED] == [
+        ("model", "hidden_units", int, True, False),
+        ("train", "learning_rate", float, True, False),
+        ("train", "steps", int, False, True),
+    ]
+    assert rows["train.learning_rate"].bounds(tune) == {
+        "low": tune.learning_rate_min, "high": tune.learning_rate_max, "log": True}
+    assert rows["model.hidden_units"].range_params == ("hidden_units_min", "hidden_units_max")
+
+
+def test_a_row_suggests_its_type_within_its_bounds():
+    tune = parse_params(tiny_params()).tune
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(5):
+        trial = study.ask()
+        values = {s.name: s.suggest(trial, tune) for s in SEARCHED}
+        assert type(values["model.hidden_units"]) is int and 2 <= values["model.hidden_units"] <= 8
+        assert type(values["train.learning_rate"]) is float
+        assert tune.learning_rate_min <= values["train.learning_rate"] <= tune.learning_rate_max
+        assert values["train.steps"] in (20, 40, 60)
+        distributions = trial.distributions
+        assert distributions["model.hidden_units"] == optuna.distributions.IntDistribution(2, 8, log=True)
+        assert distributions["train.steps"] == optuna.distributions.IntDistribution(20, 60, step=20)
+
+
+@pytest.mark.parametrize("value", [True, False, "3", None, [1]])
+def test_coerce_refuses_what_is_not_a_number(value):
+    with pytest.raises(ValueError, match=rf"^where: expected a number, got {value!r}$".replace("[", r"\[")):
+        SEARCHED[0].coerce(value, "where")
+
+
+def test_coerce_gives_the_rows_type():
+    hidden_units, learning_rate, _ = SEARCHED
+    assert type(hidden_units.coerce(48.0)) is int and hidden_units.coerce(48.0) == 48
+    assert type(learning_rate.coerce(1)) is float and learning_rate.coerce(1) == 1.0

@@ -1,0 +1,143 @@
+"""Scoring against the baselines, piece by piece, on data whose answers are known."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextclose import evaluation, features, metrics, preparation
+from nextclose import model as models
+from nextclose.errors import DataError
+from nextclose.params import EvaluateParams, parse_params
+
+from helpers import random_walk_bars, tiny_params
+
+
+def prepared(n: int = 120, seed: int = 6) -> preparation.Prepared:
+    params = parse_params(tiny_params(data={"source": "csv", "path": "walk.csv", "start": None, "end": None}))
+    return preparation.prepare(random_walk_bars(n, seed=seed), "walk.csv", params.data, params.split,
+                               params.features)
+
+
+def untrained_lstm(data: preparation.Prepared) -> keras.Model:
+    """The default network before training forecasts "no change": persistence, exactly."""
+    return models.build_lstm(10, data.normalisation, parse_params(tiny_params()).model)
+
+
+def test_training_closes_are_the_closes_of_the_training_rows():
+    bars = pd.DataFrame({"close": [1.0, 2.0, 3.0, 4.0], "split": ["train", "train", "validation", "test"]})
+    np.testing.assert_array_equal(evaluation.training_closes(bars), [1.0, 2.0])
+    assert evaluation.training_closes(bars).dtype == np.float64
+
+
+def test_later_closes_line_up_with_the_test_samples():
+    data = prepared()
+    closes, first_target = evaluation.later_closes(data.bars, data.splits["test"])
+    later = data.bars[data.bars["split"] != "train"]
+    np.testing.assert_array_equal(closes, later["close"].to_numpy())
+    assert first_target == len(data.splits["validation"].targets)
+    np.testing.assert_array_equal(closes[first_target:], data.splits["test"].next_close)
+
+
+@pytest.mark.parametrize("field", ["target_dates", "next_close", "last_close"])
+def test_later_closes_refuse_test_samples_that_disagree_with_the_bars(field):
+    data = prepared()
+    test = data.splits["test"]
+    value = getattr(test, field).copy()
+    value[-1] = value[-1] + (np.timedelta64(1, "D") if field == "target_dates" else 1.0)
+    with pytest.raises(DataError, match=(
+            "^data/prepared: bars.csv and windows.npz disagree on the test days; rerun prepare$")):
+        evaluation.later_closes(data.bars, features.Windows(**{**test.__dict__, field: value}))
+
+
+def test_later_closes_refuse_a_test_period_with_no_day_before_it():
+    data = prepared()
+    no_validation = data.bars[data.bars["split"] != "validation"]
+    with pytest.raises(DataError, match="disagree on the test days"):
+        evaluation.later_closes(no_validation, data.splits["test"])
+
+
+def test_score_forecasts_on_hand_made_numbers():
+    dates = np.array(["2020-01-02", "2020-01-03", "2020-01-06"], "datetime64[D]")
+    test = features.Windows(np.zeros((3, 2, 4), np.float32), np.zeros(3, np.float32),
+                            np.array([10.0, 11.0, 12.0]), np.array([11.0, 12.0, 11.0]), dates)
+    model = np.array([10.5, 11.5, 12.5])
+    report = evaluation.score_forecasts(
+        test, {"model": model, "persistence": test.last_close}, np.array([9.0, 10.0, 9.0]))
+    assert list(report) == ["n_test", *metrics.SCORE_KEYS, "rmse_ratio_persistence", "majority_class_rate",
+                            "baselines"]
+    assert report["n_test"] == 3 and list(report["baselines"]) == ["persistence"]
+    assert report["rmse"] == pytest.approx(np.sqrt((0.25 + 0.25 + 2.25) / 3))
+    assert report["mase"] == pytest.approx(((0.5 + 0.5 + 1.5) / 3) / 1.0)  # training changes 1, 1
+    assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / 1.0)
+    assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
+    assert report["majority_class_rate"] == pytest.approx(2 / 3)
+    assert report["directional_accuracy"] == pytest.approx(2 / 3)  # up, up, up called; up, up, down came
+
+
+def test_the_untrained_model_scores_exactly_as_persistence():
+    data = prepared()
+    test = data.splits["test"]
+    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, test, EvaluateParams(False, 0, 0))
+    baselines = result.report["baselines"]
+    assert {k: result.report[k] for k in metrics.SCORE_KEYS} == {k: baselines["persistence"][k]
+                                                                 for k in metrics.SCORE_KEYS}
+    train = evaluation.training_closes(data.bars)
+    assert result.fitted == {"drift_rate": metrics.drift_rate(train), "naive_scale": metrics.naive_scale(train)}
+    assert result.predictions["date"].tolist() == [str(d) for d in test.target_dates]
+    np.testing.assert_array_equal(result.predictions["actual"], test.next_close)
+    np.testing.assert_array_equal(result.predictions["model"], test.last_close)
+    np.testing.assert_allclose(result.predictions["drift"], test.last_close * np.exp(result.fitted["drift_rate"]))
+    assert result.predictions["arima"].isna().all() and "arima" not in baselines
+
+
+def test_arima_of_order_zero_in_the_evaluation_is_persistence():
+    data = prepared()
+    test = data.splits["test"]
+    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, test, EvaluateParams(True, 0, 0))
+    assert result.fitted["arima_order"] == "(0, 1, 0)" and result.fitted["arima_with_intercept"] is False
+    np.testing.assert_allclose(result.predictions["arima"], test.last_close, rtol=1e-12)
+    assert list(result.report["baselines"]) == ["persistence", "drift", "arima"]
+
+
+def test_the_tutorial_is_scored_in_sample():
+    keras.utils.set_random_seed(0)
+    bars = random_walk_bars(21)
+    x, y = features.tutorial_sequence(bars)
+    network = models.TutorialNetwork(n_step=20, hidden_units=4)
+    trained_x = x * 1.01
+    dates = bars["date"].to_numpy().astype("datetime64[D]")[1:]
+    result = evaluation.evaluate_tutorial(network, x, y, trained_x, 123.5, dates)
+    predicted = np.asarray(network(trained_x[None]), dtype=np.float64).reshape(-1)
+    actual = y.astype(np.float64).reshape(-1)
+    assert result.report == {
+        "in_sample": True, "label": evaluation.TUTORIAL_LABEL, "n_days": 20, "in_sample_mse": 123.5,
+        "in_sample_mse_per_day": pytest.approx(np.mean((predicted - actual) ** 2)),
+        "in_sample_mse_persistence": pytest.approx(np.mean((x[:, 1].astype(np.float64) - actual) ** 2)),
+    }
+    assert list(result.predictions.columns) == list(evaluation.PREDICTION_COLUMNS)
+    assert result.predictions["date"].iloc[0] == str(dates[0])
+    np.testing.assert_allclose(result.predictions["model"], predicted)
+    np.testing.assert_array_equal(result.predictions["persistence"], x[:, 1].astype(np.float64))
+    assert result.predictions[["drift", "arima"]].isna().all().all() and result.fitted == {}
+
+
+def test_summary_tables():
+    scores = dict(zip(metrics.SCORE_KEYS, (1.5, 1.25, 0.5, 0.75, 0.5, 0.25))) | {"rmse_ratio_persistence": 1.0}
+    report = {**scores, "n_test": 4, "majority_class_rate": 0.75, "baselines": {"drift": scores}}
+    assert evaluation.summary_table(report).splitlines() == [
+        "                    RMSE         MAE      MAPE %        MASE    dir. acc     p-value  RMSE/pers.",
+        "model             1.5000      1.2500       0.500       0.750       0.500       0.250      1.0000",
+        "drift             1.5000      1.2500       0.500       0.750       0.500       0.250      1.0000",
+        "4 test days; always guessing the commoner direction scores 0.750",
+    ]
+    tutorial = {"in_sample": True, "label": "in-sample", "n_days": 9, "in_sample_mse": 2.0,
+                "in_sample_mse_per_day": 0.5, "in_sample_mse_persistence": 0.25}
+    assert [line.split() for line in evaluation.summary_table(tutorial).splitlines()] == [
+        ["in-sample", "(9", "days)"],
+        ["tutorial", "cost", "(broadcast", "[1,n]-[n,1])", "2"],
+        ["model,", "per-day", "MSE", "0.5"],
+        ["persistence,", "per-day", "MSE", "0.25"],
+    ]
