@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextclose import evaluation, features, metrics, preparation
+from nextclose import evaluation, features, metrics, preparation, training
 from nextclose import model as models
 from nextclose.errors import DataError
 from nextclose.params import EvaluateParams, parse_params
@@ -22,8 +22,9 @@ def prepared(n: int = 120, seed: int = 6) -> preparation.Prepared:
 
 
 def untrained_lstm(data: preparation.Prepared) -> keras.Model:
-    """The default network before training forecasts "no change": persistence, exactly."""
-    return models.build_lstm(10, data.normalisation, parse_params(tiny_params()).model)
+    """The default ensemble before training forecasts "no change": persistence, exactly."""
+    return models.EnsembleLSTM.initialised(10, data.normalisation, parse_params(tiny_params()).model, [0, 1],
+                                           training.set_determinism)
 
 
 def test_training_closes_are_the_closes_of_the_training_rows():
@@ -89,6 +90,9 @@ def test_the_untrained_model_scores_exactly_as_persistence():
     assert result.predictions["date"].tolist() == [str(d) for d in test.target_dates]
     np.testing.assert_array_equal(result.predictions["actual"], test.next_close)
     np.testing.assert_array_equal(result.predictions["model"], test.last_close)
+    seeds = result.report["seeds"]  # every member is persistence too
+    assert seeds["count"] == 2 and seeds["rmse_ratio_persistence"] == {"mean": 1.0, "std": 0.0, "min": 1.0, "max": 1.0}
+    assert seeds["beat_persistence"] == 0
     np.testing.assert_allclose(result.predictions["drift"], test.last_close * np.exp(result.fitted["drift_rate"]))
     assert result.predictions["arima"].isna().all() and "arima" not in baselines
 
@@ -106,16 +110,21 @@ def test_the_tutorial_is_scored_in_sample():
     keras.utils.set_random_seed(0)
     bars = random_walk_bars(21)
     x, y = features.tutorial_sequence(bars)
-    network = models.TutorialNetwork(n_step=20, hidden_units=4)
-    trained_x = x * 1.01
+    network = models.TutorialEnsemble.initialised(20, 4, [0, 1], training.set_determinism)
+    trained_x = np.stack([x * 1.01, x * 0.99])  # each member's own copy, as training leaves them
     dates = bars["date"].to_numpy().astype("datetime64[D]")[1:]
     result = evaluation.evaluate_tutorial(network, x, y, trained_x, 123.5, dates)
-    predicted = np.asarray(network(trained_x[None]), dtype=np.float64).reshape(-1)
+    members = np.asarray(network.member_outputs(trained_x[:, None]), dtype=np.float64)[:, 0]
+    predicted = members.mean(axis=0)  # the model: the members' mean, each on its own x
     actual = y.astype(np.float64).reshape(-1)
+    member_mse = np.mean((members - actual) ** 2, axis=1)
     assert result.report == {
         "in_sample": True, "label": evaluation.TUTORIAL_LABEL, "n_days": 20, "in_sample_mse": 123.5,
         "in_sample_mse_per_day": pytest.approx(np.mean((predicted - actual) ** 2)),
         "in_sample_mse_persistence": pytest.approx(np.mean((x[:, 1].astype(np.float64) - actual) ** 2)),
+        "seeds": {"count": 2, "in_sample_mse_per_day": {
+            "mean": pytest.approx(member_mse.mean()), "std": pytest.approx(np.std(member_mse, ddof=1)),
+            "min": pytest.approx(member_mse.min()), "max": pytest.approx(member_mse.max())}},
     }
     assert list(result.predictions.columns) == list(evaluation.PREDICTION_COLUMNS)
     assert result.predictions["date"].iloc[0] == str(dates[0])

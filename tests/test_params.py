@@ -43,6 +43,10 @@ def test_view_is_frozen():
         ("data", "source", "yahoo", "data.source: 'yahoo' is not one of"),
         ("model", "kind", "gru", "model.kind: 'gru' is not one of"),
         ("data", "start", "2018-13-01", "data.start: '2018-13-01' is not an ISO date"),
+        # Python reads these as dates too; NumPy would read 20200103 as the year 20200103
+        ("data", "end", "20200103", "data.end: '20200103' is not an ISO date (YYYY-MM-DD)"),
+        ("data", "start", "2020-W01-5", "data.start: '2020-W01-5' is not an ISO date (YYYY-MM-DD)"),
+        ("train", "seeds", 0, "train.seeds: must lie in 1 .. 64"),
         ("split", "test_fraction", 1.5, "split.test_fraction: must lie strictly between 0 and 1"),
         ("features", "window", 1, "features.window: must be at least 2"),
         ("train", "steps", 0, "train.steps: must be at least 1"),

@@ -243,7 +243,11 @@ MAX_MEMBERS = 64
 def _iso_date(value: Optional[str], key: str, file: str) -> None:
     if value is None:
         return
+    # Python 3.11 also reads 20200103 and 2020-W01-5 as ISO dates; NumPy, which the split
+    # hands them to, would read the first as the year 20200103. Only YYYY-MM-DD is accepted.
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            raise ValueError(value)
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise ParamsError(f"{file}: {key}: {value!r} is not an ISO date (YYYY-MM-DD)") from None
