@@ -115,7 +115,8 @@ def test_display_location_leaves_urls_and_outside_paths_alone(tmp_path, monkeypa
 
 def test_fixed_settings_are_what_the_objective_reads_but_is_not_searched():
     assert studies.fixed_settings(tiny()) == {
-        "base.seed": 42, "model.layers": 1, "model.dropout": 0.0, "train.batch_size": 16,
+        # train.seeds too: the objective is the ensemble's, so another member count is another study
+        "base.seed": 42, "model.layers": 1, "model.dropout": 0.0, "train.seeds": 2, "train.batch_size": 16,
         "train.eval_every": 20, "train.patience": None, "train.steps_per_call": 10}
 
 
