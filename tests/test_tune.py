@@ -374,7 +374,8 @@ def test_each_pruner_kind():
 
 def test_a_tune_run_with_hyperband_and_with_no_pruner(prepared):
     for pruner in ("hyperband", "none"):
-        write_params(prepared, tiny_params(tune={"pruner": pruner, "n_trials": 1}))
+        # one member: this is about the pruners, and the fast suite's time
+        write_params(prepared, tiny_params(tune={"pruner": pruner, "n_trials": 1}, train={"seeds": 1}))
         assert cli.main(["tune"]) == 0
     names = {s.study_name for s in optuna.get_all_study_summaries(journal(prepared), False)}
     assert len(names) == 1  # the pruner is not part of the study's identity
@@ -382,7 +383,7 @@ def test_a_tune_run_with_hyperband_and_with_no_pruner(prepared):
 
 
 def test_the_timeout_stops_starting_trials(prepared):
-    write_params(prepared, tiny_params(tune={"timeout": 0.5, "n_trials": 5}))  # a trial takes seconds
+    write_params(prepared, tiny_params(tune={"timeout": 0.5, "n_trials": 5}, train={"seeds": 1}))  # a trial: seconds
     assert cli.main(["tune"]) == 0
     assert len(only_study(prepared).trials) == 1  # the first trial starts, no second one
 
