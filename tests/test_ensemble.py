@@ -229,3 +229,46 @@ def test_seeds_is_checked():
         parse_params(tiny_params(train={"seeds": 0}))
     with pytest.raises(ParamsError, match="train.seeds"):
         parse_params(tiny_params(base={"seed": 2**32 - 1}, train={"seeds": 2}))
+
+
+def test_train_model_trains_the_kind_it_is_given_on_the_data_it_is_given():
+    """The one entry point of train and tune: the lstm on the windows, the tutorial on its sequence."""
+    parts, normalisation = lstm_splits(predictable_bars())
+    x, y = features.tutorial_sequence(random_walk_bars(31))
+    data = features.TrainingData(parts["train"], parts["validation"], normalisation, x, y)
+    params = tiny(model={"hidden_units": 4}, train={"steps": 40, "eval_every": 20, "learning_rate": 0.01})
+    seen = []
+    result = training.train_model(data, params.model, params.train, 3, on_point=seen.append)
+    expected = train(parts, normalisation, params, params.train.seeds, seed=3)
+    assert result.history == expected.history == seen and result.member_seeds == (3, 4)
+    for a, b in zip(result.model.get_weights(), expected.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    tutorial = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 6, "eval_every": 5})
+    result = training.train_model(data, tutorial.model, tutorial.train, 3)
+    expected = training.train_tutorial(x, y, tutorial.model, tutorial.train, 3)
+    assert result.history == expected.history and result.trained_inputs.shape == (2, *x.shape)
+
+
+def test_the_tutorial_result_says_what_ran():
+    x, y = features.tutorial_sequence(random_walk_bars(31))
+    params = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 12, "eval_every": 5})
+    seen = []
+    result = training.train_tutorial(x, y, params.model, params.train, seed=7, on_point=seen.append)
+    assert seen == result.history and [p.step for p in seen] == [0, 5, 10, 11]
+    assert result.best_step == 11 and result.steps_run == 12 and result.stopped_early is False
+    assert result.member_seeds == (7, 8) and result.member_best_steps == (11, 11)
+    assert result.member_stop_steps == (12, 12) and result.member_best_losses == seen[-1].member_losses
+    assert result.best_loss == seen[-1].loss == pytest.approx(np.mean(seen[-1].member_losses))
+    assert result.trained_targets.shape == (2, *y.shape) and result.trained_targets.dtype == np.float32
+
+
+def test_dropout_masks_keep_each_unit_with_the_keep_rate_and_scale_it_back():
+    streams = [np.random.default_rng([5, 1]), np.random.default_rng([6, 1])]
+    masks = training._dropout_masks(streams, 50, 16, 8, 0.25)
+    assert masks.shape == (50, 2, 16, 8) and masks.dtype == np.float32
+    assert set(np.unique(masks)) == {0.0, np.float32(1 / 0.75)}  # dropped, or kept and scaled by 1 / keep
+    assert abs((masks > 0).mean() - 0.75) < 0.02
+    assert not np.array_equal(masks[:, 0], masks[:, 1])  # each member its own stream
+    alone = training._dropout_masks([np.random.default_rng([6, 1])], 50, 16, 8, 0.25)
+    np.testing.assert_array_equal(alone[:, 0], masks[:, 1])  # and independent of the others
+    assert training.member_seeds(10, 3) == [10, 11, 12]
