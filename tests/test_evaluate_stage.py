@@ -23,6 +23,7 @@ from helpers import random_walk_bars, tiny_params, write_params
 FORECASTERS = ("model", "persistence", "drift", "arima")
 SCORE_KEYS = ("rmse", "mae", "mape", "mase", "directional_accuracy", "direction_p_value",
               "rmse_ratio_persistence")
+TEST_KEYS = ("dm_p_value", "dm_abs_p_value", "pt_p_value", "rmse_ratio_ci95")
 
 
 def prepare(bars: pd.DataFrame, source: str, params) -> preparation.Prepared:
@@ -78,10 +79,12 @@ def test_every_forecast_of_a_test_day_ignores_that_day_and_everything_after():
     bars = random_walk_bars(160, seed=4)
     first = prepare(bars, "synthetic", params)
     network = tiny_lstm(params.features.window, first.normalisation)
-    original = evaluation.evaluate_lstm(network, first.bars, first.splits["test"], params.evaluate)
+    original = evaluation.evaluate_lstm(network, first.bars, first.splits["validation"], first.splits["test"],
+                                        params.evaluate, 0)
     row = 150  # inside the test period
     second = prepare(shake_after(bars, row), "synthetic", params)
-    changed = evaluation.evaluate_lstm(network, second.bars, second.splits["test"], params.evaluate)
+    changed = evaluation.evaluate_lstm(network, second.bars, second.splits["validation"], second.splits["test"],
+                                       params.evaluate, 0)
 
     cutoff = bars["date"].iloc[row].strftime("%Y-%m-%d")
     kept = original.predictions["date"] <= cutoff
@@ -98,8 +101,9 @@ def test_without_arima_its_column_stays_empty_and_unscored():
     assert params.evaluate.arima is False
     prepared = prepare(random_walk_bars(120, seed=6), "synthetic", params)
     network = tiny_lstm(params.features.window, prepared.normalisation)
-    result = evaluation.evaluate_lstm(network, prepared.bars, prepared.splits["test"], params.evaluate)
-    assert list(result.predictions.columns) == ["date", "actual", *FORECASTERS]
+    result = evaluation.evaluate_lstm(network, prepared.bars, prepared.splits["validation"],
+                                      prepared.splits["test"], params.evaluate, 0)
+    assert list(result.predictions.columns) == ["date", "actual", *FORECASTERS, "lower", "upper"]
     assert result.predictions["arima"].isna().all() and result.predictions["drift"].notna().all()
     assert set(result.report["baselines"]) == {"persistence", "drift"}
 
@@ -141,10 +145,17 @@ def test_evaluate_stage_end_to_end(workspace):
     bars = pd.read_csv("data/prepared/bars.csv")
     predictions = pd.read_csv("reports/predictions.csv")
 
-    assert set(report) == {"n_test", "majority_class_rate", "baselines", "seeds", *SCORE_KEYS}
+    assert set(report) == {"n_test", "majority_class_rate", "baselines", "seeds", *SCORE_KEYS, *TEST_KEYS,
+                           "interval_nominal", "interval_coverage", "interval_width_mean"}
     assert set(report["baselines"]) == {"persistence", "drift", "arima"}
-    for scores in report["baselines"].values():
-        assert set(scores) == set(SCORE_KEYS)
+    for name, scores in report["baselines"].items():
+        assert set(scores) == set(SCORE_KEYS) | (set() if name == "persistence" else set(TEST_KEYS))
+    # The intervals: the model's forecast inside each, their share holding the close as reported
+    inside = (predictions["lower"] <= predictions["actual"]) & (predictions["actual"] <= predictions["upper"])
+    assert report["interval_coverage"] == pytest.approx(inside.mean())
+    assert ((predictions["lower"] < predictions["model"]) & (predictions["model"] < predictions["upper"])).all()
+    low, high = report["rmse_ratio_ci95"]
+    assert low <= report["rmse_ratio_persistence"] <= high
     n_test = prepared["splits"]["test"]["samples"]
     assert report["n_test"] == n_test == len(predictions)
     # The ratio, from the bars themselves: each forecast against yesterday's close.
@@ -159,7 +170,7 @@ def test_evaluate_stage_end_to_end(workspace):
 
     # The CSV holds the forecasts that were scored, on the test days only.
     test_rows = bars[bars["split"] == "test"]
-    assert list(predictions.columns) == ["date", "actual", *FORECASTERS]
+    assert list(predictions.columns) == ["date", "actual", *FORECASTERS, "lower", "upper"]
     assert predictions["date"].tolist() == test_rows["date"].tolist()
     np.testing.assert_allclose(predictions["actual"], test_rows["close"])
     np.testing.assert_allclose(predictions["persistence"].to_numpy(), bars["close"].to_numpy()[test_rows.index - 1])
@@ -179,9 +190,10 @@ def test_evaluate_stage_end_to_end(workspace):
     np.testing.assert_allclose(np.ravel(layer["mean"]), stats["mean"], rtol=1e-6)
     np.testing.assert_allclose(np.ravel(layer["variance"]), np.square(stats["std"]), rtol=1e-6)
     train_closes = bars.loc[bars["split"] == "train", "close"].to_numpy()
-    scale = np.mean(np.abs(np.diff(train_closes)))
+    scale = np.mean(np.abs(np.diff(np.log(train_closes))))  # MASE on log prices
     persistence = report["baselines"]["persistence"]
-    assert persistence["mase"] == pytest.approx(persistence["mae"] / scale, rel=1e-9)
+    log_moves = np.abs(np.log(actual_closes) - np.log(yesterday))
+    assert persistence["mase"] == pytest.approx(np.mean(log_moves) / scale, rel=1e-9)
 
     # The MLflow run: same numbers, the figures, and links both ways to the training run.
     client = mlflow.MlflowClient()
@@ -225,7 +237,8 @@ def test_tutorial_kind_reports_in_sample_figures(workspace):
     assert report["in_sample_mse_persistence"] == pytest.approx(np.mean((y - x[:, 1]) ** 2))
     np.testing.assert_allclose(predictions["actual"], y)
     np.testing.assert_allclose(predictions["persistence"], x[:, 1])
-    assert list(predictions.columns) == ["date", "actual", *FORECASTERS]  # the DVC plot names them all
+    # the DVC plot names them all
+    assert list(predictions.columns) == ["date", "actual", *FORECASTERS, "lower", "upper"]
     assert predictions[["drift", "arima"]].isna().all().all()
     assert report["in_sample_mse_per_day"] == pytest.approx(
         np.mean((predictions["model"] - predictions["actual"]) ** 2), rel=1e-9
@@ -252,7 +265,7 @@ def test_the_seeds_block_scores_each_member_alone_and_the_model_is_their_mean():
     prepared = prepare(random_walk_bars(160, seed=8), "synthetic", params)
     network = tiny_lstm(params.features.window, prepared.normalisation)
     test = prepared.splits["test"]
-    result = evaluation.evaluate_lstm(network, prepared.bars, test, params.evaluate)
+    result = evaluation.evaluate_lstm(network, prepared.bars, prepared.splits["validation"], test, params.evaluate, 0)
     report, seeds = result.report, result.report["seeds"]
     member_returns = np.asarray(network.member_outputs(test.inputs), dtype=np.float64)
     member_closes = test.last_close * np.exp(member_returns)
@@ -276,14 +289,23 @@ def test_the_seeds_block_scores_each_member_alone_and_the_model_is_their_mean():
     assert "model = the mean of 2 members" in evaluation.summary_table(report)
 
 
-@pytest.mark.parametrize(("ratio", "beat", "says"), [
-    (1.01, 1, "verdict: no skill"), (0.99, 1, "verdict: no reliable skill"), (0.99, 3, "beat persistence on RMSE"),
+@pytest.mark.parametrize(("ratio", "p_value", "says"), [
+    (1.01, 0.9, "verdict: no skill on this one test period"),
+    (0.99, 0.2, "verdict: no skill shown on this one test period"),
+    (0.99, 0.01, "verdict: skill on this one test period"),
 ])
-def test_the_verdict_is_written_from_the_ensemble_and_the_members(ratio, beat, says):
+def test_the_verdict_claims_skill_only_on_the_diebold_mariano_test(ratio, p_value, says):
     spread = {"mean": 1.0, "std": 0.01, "min": 0.98, "max": 1.02}
-    report = {"rmse_ratio_persistence": ratio, "directional_accuracy": 0.51, "majority_class_rate": 0.53,
-              "seeds": {"count": 3, "beat_persistence": beat, "rmse_ratio_persistence": spread,
+    report = {"rmse_ratio_persistence": ratio, "dm_p_value": p_value, "rmse_ratio_ci95": [0.97, 1.03],
+              "directional_accuracy": 0.51, "majority_class_rate": 0.53, "pt_p_value": 0.01,
+              "seeds": {"count": 3, "beat_persistence": 2, "rmse_ratio_persistence": spread,
                         "directional_accuracy": {"mean": 0.5, "std": 0.01, "min": 0.49, "max": 0.52}}}
     said = evaluation.verdict(report)
-    assert says in said and said.endswith("commoner direction: no better.")
-    assert evaluation.verdict(report | {"directional_accuracy": 0.56}).endswith("commoner direction.")
+    assert said.startswith(says + ".")
+    assert f"Diebold-Mariano p = {p_value:.3f}, 95% interval of the ratio 0.9700 .. 1.0300" in said
+    assert "2 of 3 members beat persistence alone" in said
+    # direction: informative only above the majority rate and with a Pesaran-Timmermann p below 0.05
+    assert said.endswith("Pesaran-Timmermann p = 0.010: no evidence of skill.")
+    assert evaluation.verdict(report | {"directional_accuracy": 0.56}).endswith(": informative.")
+    assert evaluation.verdict(report | {"directional_accuracy": 0.56, "pt_p_value": 0.2}).endswith(
+        "p = 0.200: no evidence of skill.")

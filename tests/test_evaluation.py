@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import pandas as pd
@@ -71,7 +73,9 @@ def test_score_forecasts_on_hand_made_numbers():
                             "baselines"]
     assert report["n_test"] == 3 and list(report["baselines"]) == ["persistence"]
     assert report["rmse"] == pytest.approx(np.sqrt((0.25 + 0.25 + 2.25) / 3))
-    assert report["mase"] == pytest.approx(((0.5 + 0.5 + 1.5) / 3) / 1.0)  # training changes 1, 1
+    # on log prices: the model's log errors over the training closes' mean absolute log change
+    log_errors = (math.log(11 / 10.5) + math.log(12 / 11.5) + math.log(12.5 / 11)) / 3
+    assert report["mase"] == pytest.approx(log_errors / ((math.log(10 / 9) + math.log(10 / 9)) / 2))
     assert report["rmse_ratio_persistence"] == pytest.approx(report["rmse"] / 1.0)
     assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
     assert report["majority_class_rate"] == pytest.approx(2 / 3)
@@ -81,7 +85,8 @@ def test_score_forecasts_on_hand_made_numbers():
 def test_the_untrained_model_scores_exactly_as_persistence():
     data = prepared()
     test = data.splits["test"]
-    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, test, EvaluateParams(False, 0, 0))
+    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, data.splits["validation"], test,
+                                      EvaluateParams(False, 0, 0, 0.9, 10, 200), 0)
     baselines = result.report["baselines"]
     assert {k: result.report[k] for k in metrics.SCORE_KEYS} == {k: baselines["persistence"][k]
                                                                  for k in metrics.SCORE_KEYS}
@@ -100,7 +105,8 @@ def test_the_untrained_model_scores_exactly_as_persistence():
 def test_arima_of_order_zero_in_the_evaluation_is_persistence():
     data = prepared()
     test = data.splits["test"]
-    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, test, EvaluateParams(True, 0, 0))
+    result = evaluation.evaluate_lstm(untrained_lstm(data), data.bars, data.splits["validation"], test,
+                                      EvaluateParams(True, 0, 0, 0.9, 10, 200), 0)
     assert result.fitted["arima_order"] == "(0, 1, 0)" and result.fitted["arima_with_intercept"] is False
     np.testing.assert_allclose(result.predictions["arima"], test.last_close, rtol=1e-12)
     assert list(result.report["baselines"]) == ["persistence", "drift", "arima"]

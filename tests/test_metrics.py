@@ -29,13 +29,17 @@ def test_point_metrics_on_hand_made_errors():
     assert metrics.rmse(actual, predicted) == pytest.approx(math.sqrt((100 + 100 + 0 + 400) / 4))
     assert metrics.mae(actual, predicted) == pytest.approx(10.0)
     assert metrics.mape(actual, predicted) == pytest.approx(100 * (0.1 + 0.05 + 0 + 0.2) / 4)
-    assert metrics.mase(actual, predicted, scale=4.0) == pytest.approx(2.5)
+    # MASE on log prices: |log(110/100)|, |log(190/200)|, 0, |log(80/100)|
+    log_errors = (math.log(1.1) + math.log(200 / 190) + 0 + math.log(100 / 80)) / 4
+    assert metrics.mase(actual, predicted, scale=0.04) == pytest.approx(log_errors / 0.04)
 
 
-def test_naive_scale_is_the_mean_absolute_training_change():
+def test_naive_scale_is_the_mean_absolute_training_log_change():
     # The first change (10 -> 20) dominates: leaving it out, or any other, gives another figure.
-    assert metrics.naive_scale(np.array([10.0, 20.0, 21.0, 23.0])) == pytest.approx((10 + 1 + 2) / 3)
-    assert metrics.naive_scale(np.array([10.0, 12.0, 11.0, 14.0])) == pytest.approx((2 + 1 + 3) / 3)
+    assert metrics.naive_scale(np.array([10.0, 20.0, 21.0, 23.0])) == pytest.approx(
+        (math.log(2) + math.log(21 / 20) + math.log(23 / 21)) / 3)
+    assert metrics.naive_scale(np.array([10.0, 12.0, 11.0, 14.0])) == pytest.approx(
+        (math.log(1.2) + math.log(12 / 11) + math.log(14 / 11)) / 3)
     with pytest.raises(ValueError, match="never change"):
         metrics.naive_scale(np.array([5.0, 5.0, 5.0]))
 
@@ -96,7 +100,10 @@ def test_straight_line_persistence_error_is_the_slope():
     assert scores["rmse"] == pytest.approx(slope)
     assert scores["mae"] == pytest.approx(slope)
     assert scores["mape"] == pytest.approx(100 * np.mean(slope / actual))
-    assert scores["mase"] == pytest.approx(1.0)  # same one-step change in training and test
+    # a falling log change: the test's moves are smaller in log terms than the training's
+    test_log_moves = np.mean(np.log(actual / last))
+    assert scores["mase"] == pytest.approx(test_log_moves / np.mean(np.diff(np.log(train))))
+    assert scores["mase"] < 1.0
     assert scores["directional_accuracy"] == 0.0  # every day rose; persistence never calls a rise
     assert scores["direction_p_value"] == pytest.approx(1.0)
 
@@ -122,12 +129,12 @@ def test_baselines_on_a_seeded_random_walk_match_independent_arithmetic():
     expected_rate = (math.log(train[-1]) - math.log(train[0])) / (len(train) - 1)
     assert metrics.drift_rate(train) == pytest.approx(expected_rate, rel=1e-10)
     expected_drift = last * math.exp(expected_rate)
-    scale = np.abs(np.diff(train)).mean()
+    scale = np.abs(np.diff(np.log(train))).mean()
     persistence = metrics.score(last, actual, metrics.persistence_forecast(last), scale)
     drift = metrics.score(last, actual, metrics.drift_forecast(last, expected_rate), scale)
     changes = actual - last
     assert persistence["rmse"] == pytest.approx(math.sqrt(np.mean(changes**2)))
-    assert persistence["mase"] == pytest.approx(np.abs(changes).mean() / scale)
+    assert persistence["mase"] == pytest.approx(np.abs(np.log(actual / last)).mean() / scale)
     assert drift["rmse"] == pytest.approx(math.sqrt(np.mean((expected_drift - actual) ** 2)))
     # Drift calls the same direction every day: up when the training drift is positive.
     rose = np.mean(actual > last)
@@ -144,8 +151,8 @@ def test_arima_on_a_random_walk_is_the_random_walk():
 
 
 def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
-    # Log returns with AR(1) coefficient 0.5: auto_arima fits ARIMA(1, 1, 0), a model whose
-    # coefficient every update re-estimates, so a leak through the updates would show.
+    # Log returns with AR(1) coefficient 0.5: auto_arima fits ARIMA(1, 1, 0), whose forecast
+    # reads yesterday's move, so a leak through the filter pass would show.
     rng = np.random.default_rng(1)
     noise, returns = rng.normal(0, 0.01, 115), np.zeros(115)
     for day in range(1, 115):
@@ -161,6 +168,44 @@ def test_arima_forecast_of_a_day_ignores_that_day_and_everything_after():
     unchanged = cut - first_target + 1
     np.testing.assert_array_equal(changed.forecasts[:unchanged], original.forecasts[:unchanged])
     assert not np.allclose(changed.forecasts[unchanged:], original.forecasts[unchanged:])
+
+
+def arma_closes(n: int, seed: int) -> np.ndarray:
+    """Closes whose log returns are ARMA(1, 1) with a drift: every ARIMA term has work to do."""
+    rng = np.random.default_rng(seed)
+    noise, returns = rng.normal(0, 0.01, n), np.zeros(n)
+    for day in range(1, n):
+        returns[day] = 0.0004 + 0.4 * returns[day - 1] + noise[day] + 0.3 * noise[day - 1]
+    return 100.0 * np.exp(np.cumsum(returns))
+
+
+def test_one_filter_pass_equals_a_daily_forecast_with_the_parameters_held_fixed():
+    """The slow way: each day, the fitted model applied to the whole history up to the day before
+    (parameters fixed, state filtered from the start), then one step forecast. The fast way: one
+    pass over all later days. Same numbers."""
+    import pmdarima
+
+    logs = np.log(arma_closes(260, seed=3))
+    train, later = logs[:200], logs[200:]
+    fitted = pmdarima.ARIMA(order=(1, 1, 1), with_intercept=True, suppress_warnings=True).fit(train).arima_res_
+    slow = [float(fitted.apply(logs[:200 + day], refit=False).forecast(1)[0]) for day in range(len(later))]
+    np.testing.assert_allclose(metrics.one_step_forecasts(fitted, later), slow, rtol=0, atol=1e-12)
+    # from a later first target: the days before it are read, not forecast
+    np.testing.assert_allclose(metrics.one_step_forecasts(fitted, later, 7), slow[7:], rtol=0, atol=1e-12)
+
+
+def test_arima_forecasts_are_the_fixed_parameter_forecasts_of_the_chosen_model():
+    import pmdarima
+
+    closes = arma_closes(300, seed=4)
+    train, later = closes[:220], closes[220:]
+    result = metrics.arima_forecasts(train, later, 10, max_p=1, max_q=1)
+    chosen = pmdarima.ARIMA(order=result.order, with_intercept=result.with_intercept,
+                            suppress_warnings=True).fit(np.log(train)).arima_res_
+    everything = np.log(closes)
+    slow = [float(chosen.apply(everything[:220 + day], refit=False).forecast(1)[0]) for day in range(10, 80)]
+    assert result.order != (0, 1, 0)
+    np.testing.assert_allclose(np.log(result.forecasts), slow, rtol=0, atol=1e-9)
 
 
 # --- the input checks, at their edges ------------------------------------------------------
@@ -189,7 +234,7 @@ def test_the_training_statistics_need_two_closes_and_two_are_enough():
         metrics.drift_rate(np.array([5.0]))
     with pytest.raises(ValueError, match="^train_closes: prices must be finite and positive$"):
         metrics.drift_rate(np.array([5.0, 0.0]))
-    assert metrics.naive_scale(np.array([4.0, 5.0])) == 1.0
+    assert metrics.naive_scale(np.array([4.0, 5.0])) == math.log(5.0) - math.log(4.0)
     assert metrics.drift_rate(np.array([4.0, 8.0])) == pytest.approx(math.log(2.0))
     with pytest.raises(ValueError, match="^the training closes never change, so MASE is undefined$"):
         metrics.naive_scale(np.array([5.0, 5.0]))
@@ -280,6 +325,20 @@ def test_the_persistence_forecast_is_a_float64_copy_of_the_last_closes():
     assert forecast.dtype == np.float64 and forecast.tolist() == [100.0, 101.0]
     forecast[0] = 1.0
     assert last[0] == 100
+
+
+def test_mase_of_persistence_does_not_grow_with_the_price_level():
+    """A stock that grew a thousandfold at a constant volatility: on price levels, the test
+    period's moves would be hundreds of times the training period's; on log prices, persistence
+    scores about 1."""
+    rng = np.random.default_rng(9)
+    closes = 1.0 * np.exp(np.cumsum(rng.normal(math.log(1000) / 5000, 0.01, 5000)))
+    assert closes[-1] / closes[0] > 500
+    train, (last, actual) = closes[:2500], one_step(closes, 4000)
+    mase = metrics.mase(actual, metrics.persistence_forecast(last), metrics.naive_scale(train))
+    assert mase == pytest.approx(1.0, abs=0.06)
+    price_level_mase = np.mean(np.abs(actual - last)) / np.mean(np.abs(np.diff(train)))
+    assert price_level_mase > 12
 
 
 def test_float32_closes_are_scored_in_float64():

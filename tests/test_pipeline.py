@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -99,8 +100,9 @@ def pipeline(tmp_path_factory):
 
 def test_repro_runs_every_stage_then_nothing_then_only_what_a_param_touches(pipeline):
     repo, output = pipeline
-    assert stages_run(output) == {"prepare", "train", "evaluate", "tune"}
+    assert stages_run(output) == {"prepare", "train", "evaluate", "backtest", "tune"}
     for path in ("reports/metrics.json", "reports/predictions.csv", "reports/train_history.csv",
+                 "reports/backtest.json", "reports/backtest.csv",
                  "reports/best_params.yaml", "reports/tune.json", "models/model.keras", "dvc.lock"):
         assert (repo / path).exists(), path
     assert (repo / "mlflow.db").exists() and (repo / "optuna-journal.log").exists()
@@ -108,16 +110,22 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_a_param_touches(pipe
 
     metrics = run(["dvc", "metrics", "show", "--json"], repo)
     assert "rmse_ratio_persistence" in metrics and "persistence" in metrics
-    assert "predictions.csv" in run(["dvc", "plots", "show", "--json"], repo)
+    assert "dm_p_value" in metrics and "interval_coverage" in metrics  # backtest.json's pooled figures
+    plots = run(["dvc", "plots", "show", "--json"], repo)
+    assert "predictions.csv" in plots and "backtest.csv" in plots
 
-    # train.learning_rate is read by train only: train and evaluate rerun, prepare and tune don't.
+    # train.learning_rate is read by train and the backtest's training: prepare and tune don't rerun.
     set_params(repo, pipeline_params(train={"learning_rate": 0.005}))
     output = run(["dvc", "repro"], repo)
-    assert stages_run(output) == {"train", "evaluate"}
+    assert stages_run(output) == {"train", "evaluate", "backtest"}
     assert "Stage 'prepare' didn't change, skipping" in output
-    # evaluate.arima is read by evaluate only.
-    set_params(repo, pipeline_params(train={"learning_rate": 0.005}, evaluate={"arima": False}))
-    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate"}
+    # backtest.folds is read by the backtest only.
+    set_params(repo, pipeline_params(train={"learning_rate": 0.005}, backtest={"folds": 3}))
+    assert stages_run(run(["dvc", "repro"], repo)) == {"backtest"}
+    # evaluate.arima is read by evaluate and the backtest (its baselines) only.
+    set_params(repo, pipeline_params(train={"learning_rate": 0.005}, backtest={"folds": 3},
+                                     evaluate={"arima": False}))
+    assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate", "backtest"}
     set_params(repo, pipeline_params())
     run(["dvc", "repro"], repo)
 
@@ -127,7 +135,7 @@ def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):
     head = run(["git", "rev-parse", "HEAD"], repo).strip()
     runs = [r for r in mlflow_runs(repo) if r.data.tags.get("git_commit") == head]
     first = {}
-    for stage in ("prepare", "train", "evaluate", "tune"):
+    for stage in ("prepare", "train", "evaluate", "backtest", "tune"):
         stage_runs = sorted((r for r in runs if r.data.tags["stage"] == stage
                              and "mlflow.parentRunId" not in r.data.tags),
                             key=lambda r: r.info.start_time)
@@ -248,16 +256,17 @@ def test_a_commit_reproduces_its_metrics_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_the_committed_headline_figures_reproduce(tmp_path):
     """What the README promises of `make run`: the committed params give the committed
-    reports/metrics.json and predictions.csv, bit for bit (prepare, train, evaluate)."""
+    reports, bit for bit (prepare, train, evaluate, backtest), and so the README's generated
+    figures (tests/test_readme.py holds those to the committed reports)."""
     workspace = tmp_path / "work"
     workspace.mkdir()
     shutil.copy2(REPO / "params.yaml", workspace / "params.yaml")
     env = tool_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    for stage in ("prepare", "train", "evaluate"):
+    for stage in ("prepare", "train", "evaluate", "backtest"):
         done = subprocess.run([str(BIN / "nextclose"), stage], cwd=workspace, env=env,
                               capture_output=True, text=True, timeout=1200)
         assert done.returncode == 0, done.stderr[-3000:]
-    for report in ("metrics.json", "predictions.csv", "train_history.csv"):
+    for report in ("metrics.json", "predictions.csv", "train_history.csv", "backtest.json", "backtest.csv"):
         assert (workspace / "reports" / report).read_bytes() == (REPO / "reports" / report).read_bytes(), report
 
 
@@ -279,9 +288,16 @@ def test_one_member_gives_the_single_models_figures_bit_for_bit(tmp_path):
     golden = REPO / "tests/data/one_member"
     metrics = json.loads((workspace / "reports/metrics.json").read_text())
     assert metrics.pop("seeds")["count"] == 1
-    assert metrics == json.loads((golden / "metrics.json").read_text())
-    for report in ("predictions.csv", "train_history.csv"):
-        assert (workspace / "reports" / report).read_bytes() == (golden / report).read_bytes(), report
+    # Since then MASE is on log prices and new figures were added; every other figure is the same.
+    before = json.loads((golden / "metrics.json").read_text())
+    for scores, old_scores in [(metrics, before), *((metrics["baselines"][name], figures)
+                                                    for name, figures in before["baselines"].items())]:
+        assert {key: value for key, value in scores.items() if key in old_scores and key not in ("mase", "baselines")} \
+            == {key: value for key, value in old_scores.items() if key not in ("mase", "baselines")}
+    predictions = pd.read_csv(workspace / "reports/predictions.csv")
+    old_predictions = pd.read_csv(golden / "predictions.csv")
+    pd.testing.assert_frame_equal(predictions[old_predictions.columns], old_predictions, check_exact=True)
+    assert (workspace / "reports/train_history.csv").read_bytes() == (golden / "train_history.csv").read_bytes()
 
 
 def test_a_retrained_model_has_the_committed_hash(pipeline):

@@ -64,12 +64,14 @@ RENAMES = {
     "train": [".nextclose-commit.json", ".models.nextclose.old", "models", "reports/train_history.csv",
               ".nextclose/train_run.json", "training"],
     "evaluate": [".nextclose-commit.json", "reports/metrics.json", "reports/predictions.csv"],
+    "backtest": [".nextclose-commit.json", "reports/backtest.json", "reports/backtest.csv"],
     "tune": [".nextclose-commit.json", "reports/best_params.yaml", "reports/tune.json"],
 }
 OUTPUTS = {
     "prepare": ["data/raw", "data/prepared"],
     "train": ["models", "reports/train_history.csv", ".nextclose/train_run.json"],
     "evaluate": ["reports/metrics.json", "reports/predictions.csv"],
+    "backtest": ["reports/backtest.json", "reports/backtest.csv"],
     "tune": ["reports/best_params.yaml", "reports/tune.json"],
 }
 # A change each stage reads, so its new outputs differ from the old ones in every file.
@@ -77,6 +79,7 @@ NEW_PARAMS = {
     "prepare": {"features": {"window": 12}},
     "train": {"train": {"steps": 40}},
     "evaluate": {"evaluate": {"arima": True}},
+    "backtest": {"backtest": {"folds": 3}},
     "tune": {"tune": {"hidden_units_max": 6, "n_trials": 1}},
 }
 
@@ -120,7 +123,7 @@ def finished(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     in_workspace(root, monkeypatch)
     write_params(root, tiny_params(tune={"n_trials": 1}))
-    for stage in ("prepare", "train", "evaluate", "tune"):
+    for stage in ("prepare", "train", "evaluate", "backtest", "tune"):
         assert cli.main([stage]) == 0
     monkeypatch.undo()
     return root

@@ -17,6 +17,7 @@ STAGES = {
     "prepare": "read, check and split the bars; build the model inputs (data/prepared/)",
     "train": "train the model on the prepared data (models/, reports/train_history.csv)",
     "evaluate": "score the model and naive baselines on the test split (reports/metrics.json)",
+    "backtest": "walk-forward backtest: retrain before each fold, forecast its days (reports/backtest.json)",
     "tune": "search hidden units, learning rate and steps with Optuna (reports/best_params.yaml)",
 }
 

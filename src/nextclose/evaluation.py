@@ -2,8 +2,12 @@
 
 For the default model, on the test split only: the model and three baselines
 (persistence, drift, ARIMA), each a one-step forecast of the next close from
-the closes up to today, scored by :mod:`nextclose.metrics`. For the tutorial
+the closes up to today, scored by :mod:`nextclose.metrics`, and tested against
+persistence by :mod:`nextclose.significance` (Diebold-Mariano, Pesaran-Timmermann,
+a block-bootstrap interval of the RMSE ratio); the model's forecasts get
+split-conformal intervals calibrated on the validation split. For the tutorial
 kind, which has no held-out data, the in-sample figures, labelled as such.
+The walk-forward backtest (:mod:`nextclose.backtest`) reuses these pieces.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from nextclose import metrics
+from nextclose import metrics, significance
 from nextclose.errors import DataError
 from nextclose.features import Windows
 from nextclose.params import EvaluateParams
@@ -22,7 +26,9 @@ from nextclose.params import EvaluateParams
 BASELINES = ("persistence", "drift", "arima")
 # Always all of them, a forecast not made left empty: a DVC plot that names a missing
 # column draws nothing at all, an empty column just draws no line.
-PREDICTION_COLUMNS = ("date", "actual", "model", *BASELINES)
+PREDICTION_COLUMNS = ("date", "actual", "model", *BASELINES, "lower", "upper")
+# A claim of skill needs a one-sided p-value below this.
+SKILL_P_VALUE = 0.05
 TUTORIAL_LABEL = "in-sample: the tutorial trains and scores on the same days; it has no held-out data"
 
 
@@ -67,27 +73,64 @@ def later_closes(bars: pd.DataFrame, test: Windows) -> tuple[np.ndarray, int]:
     return closes, first_target
 
 
+def against_persistence(
+    last_close: np.ndarray, actual: np.ndarray, forecast: np.ndarray, persistence: np.ndarray,
+    params: EvaluateParams, seed: int,
+) -> dict[str, Any]:
+    """Is ``forecast`` better than persistence beyond chance? The one-sided Diebold-Mariano
+    p-values on squared and on absolute errors, the Pesaran-Timmermann p-value of its up /
+    not-up calls, and a moving-block bootstrap 95% interval of its RMSE ratio."""
+    errors, reference = forecast - actual, persistence - actual
+    block = min(params.block_length, len(actual))
+    return {
+        "dm_p_value": significance.diebold_mariano(errors, reference, "squared"),
+        "dm_abs_p_value": significance.diebold_mariano(errors, reference, "absolute"),
+        "pt_p_value": significance.pesaran_timmermann(
+            metrics.rises(last_close, actual), metrics.rises(last_close, forecast)),
+        "rmse_ratio_ci95": list(significance.rmse_ratio_interval(
+            errors, reference, block, params.bootstrap_draws, seed)),
+    }
+
+
+def interval_figures(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> dict[str, float]:
+    """How often the intervals held the actual close, against the level they were built for,
+    and how wide they were on average (price units)."""
+    return {
+        "interval_nominal": float(level),
+        "interval_coverage": significance.interval_coverage(actual, lower, upper),
+        "interval_width_mean": float(np.mean(np.asarray(upper) - np.asarray(lower))),
+    }
+
+
 def score_forecasts(
     test: Windows, forecasts: dict[str, np.ndarray], train_closes: np.ndarray,
-    member_forecasts: Optional[np.ndarray] = None,
+    member_forecasts: Optional[np.ndarray] = None, tests: Optional[tuple[EvaluateParams, int]] = None,
+    interval: Optional[tuple[np.ndarray, np.ndarray, float]] = None,
 ) -> dict[str, Any]:
     """The metrics.json of the default model: the model's (the served ensemble's) scores at
     the top level, each baseline's under ``baselines``, all on the same test days, and the
-    spread of the members' own scores under ``seeds``."""
+    spread of the members' own scores under ``seeds``. With ``tests`` (the params and the
+    bootstrap's seed), each forecaster's tests against persistence; with ``interval``
+    (lower, upper, level), the model's interval coverage and width."""
     scale = metrics.naive_scale(train_closes)
     scores = {
         name: metrics.score(test.last_close, test.next_close, values, scale)
         for name, values in forecasts.items()
     }
     persistence_rmse = scores["persistence"]["rmse"]
-    for values in scores.values():
+    for name, values in scores.items():
         values["rmse_ratio_persistence"] = values["rmse"] / persistence_rmse
-    report = {
+        if tests is not None and name != "persistence":
+            values.update(against_persistence(
+                test.last_close, test.next_close, forecasts[name], forecasts["persistence"], *tests))
+    report: dict[str, Any] = {
         "n_test": int(len(test.next_close)),
         **scores["model"],
         "majority_class_rate": metrics.majority_class_rate(test.last_close, test.next_close),
-        "baselines": {name: scores[name] for name in forecasts if name != "model"},
     }
+    if interval is not None:
+        report.update(interval_figures(test.next_close, *interval))
+    report["baselines"] = {name: scores[name] for name in forecasts if name != "model"}
     if member_forecasts is not None:
         report["seeds"] = seed_spread(test, member_forecasts, scale, persistence_rmse)
     return report
@@ -111,12 +154,16 @@ def seed_spread(test: Windows, member_forecasts: np.ndarray, scale: float, persi
 
 
 def evaluate_lstm(
-    network: Any, bars: pd.DataFrame, test: Windows, params: EvaluateParams
+    network: Any, bars: pd.DataFrame, validation: Windows, test: Windows, params: EvaluateParams, seed: int
 ) -> Evaluation:
-    """Forecast every test day with the model and the baselines, and score them."""
+    """Forecast every test day with the model and the baselines, and score them. The model's
+    intervals are calibrated on its forecasts of the validation days (``seed`` seeds the
+    bootstrap)."""
     train_closes = training_closes(bars)
     rate = metrics.drift_rate(train_closes)
     ensemble, members = forecast_lstm(network, test)
+    calibration, _ = forecast_lstm(network, validation)
+    lower, upper = significance.conformal_log_interval(validation.next_close, calibration, ensemble, params.interval)
     forecasts = {
         "model": ensemble,
         "persistence": metrics.persistence_forecast(test.last_close),
@@ -133,9 +180,11 @@ def evaluate_lstm(
         fitted["arima_with_intercept"] = arima.with_intercept
     predictions = pd.DataFrame(
         {"date": pd.to_datetime(test.target_dates).strftime("%Y-%m-%d"), "actual": test.next_close}
-        | forecasts
+        | forecasts | {"lower": lower, "upper": upper}
     ).reindex(columns=PREDICTION_COLUMNS)
-    return Evaluation(score_forecasts(test, forecasts, train_closes, members), predictions, fitted)
+    report = score_forecasts(test, forecasts, train_closes, members, tests=(params, seed),
+                             interval=(lower, upper, params.interval))
+    return Evaluation(report, predictions, fitted)
 
 
 def evaluate_tutorial(
@@ -174,12 +223,24 @@ def evaluate_tutorial(
     return Evaluation(report, predictions, {})
 
 
+def _numbers(figures: dict[str, Any]) -> dict[str, float]:
+    """The numbers of one level of a report; an interval ``[low, high]`` as ``<key>_low`` and
+    ``<key>_high``."""
+    flat: dict[str, float] = {}
+    for key, value in figures.items():
+        if isinstance(value, (int, float)):
+            flat[key] = float(value)
+        elif isinstance(value, list) and len(value) == 2:
+            flat[f"{key}_low"], flat[f"{key}_high"] = (float(v) for v in value)
+    return flat
+
+
 def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
     """metrics.json flattened for MLflow: the model's keys as they are, baselines as
     ``persistence_rmse``, ``drift_mase``, ..."""
-    flat = {k: float(v) for k, v in report.items() if isinstance(v, (int, float))}
+    flat = _numbers(report)
     for name, scores in report.get("baselines", {}).items():
-        flat.update({f"{name}_{key}": float(value) for key, value in scores.items()})
+        flat.update({f"{name}_{key}": value for key, value in _numbers(scores).items()})
     for key, value in report.get("seeds", {}).items():  # rmse_mean, rmse_std, ..., seeds_count
         if isinstance(value, dict):
             flat.update({f"{key}_{stat}": float(figure) for stat, figure in value.items()})
@@ -208,6 +269,11 @@ def summary_table(report: dict[str, Any]) -> str:
         f"{report['n_test']} test days; always guessing the commoner direction scores "
         f"{report['majority_class_rate']:.3f}"
     )
+    if "interval_coverage" in report:
+        lines.append(
+            f"{report['interval_nominal']:.0%} conformal intervals held the close on "
+            f"{report['interval_coverage']:.1%} of the days; mean width {report['interval_width_mean']:.4f}"
+        )
     if "seeds" in report:
         ratio = report["seeds"]["rmse_ratio_persistence"]
         lines.append(
@@ -218,24 +284,28 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def verdict(report: dict[str, Any]) -> str:
-    """Plain words on skill against persistence, from the ensemble and the members' spread (a
-    figure inside the spread of the seeds is not an effect), and on direction against always
-    guessing the commoner one."""
-    ratio = report["rmse_ratio_persistence"]
+def verdict(report: dict[str, Any], period: str = "on this one test period") -> str:
+    """Plain words on skill against persistence: a claim of skill only where the Diebold-Mariano
+    p-value is below 0.05, with the bootstrap interval of the RMSE ratio and how many members
+    beat persistence alone (a figure inside the spread of the seeds is not an effect); and on
+    direction, against always guessing the commoner one and the Pesaran-Timmermann test."""
+    ratio, p_value = report["rmse_ratio_persistence"], report["dm_p_value"]
+    low, high = report["rmse_ratio_ci95"]
     seeds = report["seeds"]
     beat, count = seeds["beat_persistence"], seeds["count"]
-    if ratio >= 1.0:
-        rmse = (f"verdict: no skill. The model's RMSE is {ratio:.4f} x persistence's, and {beat} of {count} "
-                f"members beat persistence alone.")
-    elif beat < count:
-        rmse = (f"verdict: no reliable skill. The model's RMSE is {ratio:.4f} x persistence's, but only {beat} of "
-                f"{count} members beat persistence alone: the margin is within the spread between seeds.")
+    evidence = (f"Diebold-Mariano p = {p_value:.3f}, 95% interval of the ratio {low:.4f} .. {high:.4f}; "
+                f"{beat} of {count} members beat persistence alone")
+    if p_value < SKILL_P_VALUE:
+        rmse = f"verdict: skill {period}. The model's RMSE is {ratio:.4f} x persistence's ({evidence})."
+    elif ratio < 1.0:
+        rmse = (f"verdict: no skill shown {period}. The model's RMSE is {ratio:.4f} x persistence's, "
+                f"within chance ({evidence}).")
     else:
-        rmse = (f"verdict: the model and all {count} members beat persistence on RMSE (model {ratio:.4f} x, "
-                f"worst member {seeds['rmse_ratio_persistence']['max']:.4f} x), on this one test period.")
+        rmse = f"verdict: no skill {period}. The model's RMSE is {ratio:.4f} x persistence's ({evidence})."
     accuracy, majority = report["directional_accuracy"], report["majority_class_rate"]
     members = seeds["directional_accuracy"]
     direction = (f" Direction: {accuracy:.3f} right (members {members['min']:.3f} .. {members['max']:.3f}) "
-                 f"against {majority:.3f} for always guessing the commoner direction")
-    return rmse + direction + ("." if accuracy > majority else ": no better.")
+                 f"against {majority:.3f} for always guessing the commoner direction; Pesaran-Timmermann "
+                 f"p = {report['pt_p_value']:.3f}")
+    informative = accuracy > majority and report["pt_p_value"] < SKILL_P_VALUE
+    return rmse + direction + (": informative." if informative else ": no evidence of skill.")

@@ -12,7 +12,7 @@ same content; readers turn the files back into the core's values.
 - ``models/``: ``model.keras``, ``train.json`` (the kind, steps, final figures)
   and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
 - ``reports/``: ``train_history.csv``, ``metrics.json``, ``predictions.csv``,
-  ``best_params.yaml`` and ``tune.json``.
+  ``backtest.json``, ``backtest.csv``, ``best_params.yaml`` and ``tune.json``.
 - ``.nextclose/train_run.json``: the MLflow run and model that made ``models/`` (untracked).
 """
 
@@ -45,6 +45,8 @@ MODELS_DIR = Path("models")
 HISTORY_FILE = Path("reports/train_history.csv")
 METRICS_FILE = Path("reports/metrics.json")
 PREDICTIONS_FILE = Path("reports/predictions.csv")
+BACKTEST_FILE = Path("reports/backtest.json")
+BACKTEST_TABLE_FILE = Path("reports/backtest.csv")
 BEST_PARAMS_FILE = Path("reports/best_params.yaml")
 TUNE_REPORT_FILE = Path("reports/tune.json")
 
@@ -57,7 +59,7 @@ TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
 
 # Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
 OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE,
-           BEST_PARAMS_FILE, TUNE_REPORT_FILE, TRAIN_RUN_FILE)
+           BACKTEST_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE, TUNE_REPORT_FILE, TRAIN_RUN_FILE)
 # Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -297,6 +299,10 @@ def write_evaluation(commit: atomic.Commit, report: dict[str, object], predictio
                      metrics_file: Path = METRICS_FILE, predictions_file: Path = PREDICTIONS_FILE) -> None:
     commit.write_json(metrics_file, report)
     commit.write_text(predictions_file, predictions_text)
+
+
+def write_backtest(commit: atomic.Commit, report: dict[str, object], table_text: str) -> None:
+    write_evaluation(commit, report, table_text, BACKTEST_FILE, BACKTEST_TABLE_FILE)
 
 
 def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dict[str, Any]:

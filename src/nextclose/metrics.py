@@ -16,8 +16,7 @@ would score.
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -68,26 +67,36 @@ def mape(actual: np.ndarray, predicted: np.ndarray) -> float:
 
 
 def naive_scale(train_closes: np.ndarray) -> float:
-    """MASE's denominator: the mean absolute one-step change of the training closes,
-    i.e. the in-sample error of persistence on the training split."""
+    """MASE's denominator: the mean absolute one-step change of the training *log* closes,
+    i.e. the in-sample error of persistence on the training split, in log units.
+
+    On logs, because price moves grow with the price: on a stock that grew a thousandfold,
+    the training period's daily moves in price units were cents, and a price-level MASE
+    would be above 10 for every forecaster, persistence included.
+    """
     closes = _as_prices(train_closes, "train_closes")
     if len(closes) < 2:
         raise ValueError("the naive scale needs at least two training closes")
-    scale = float(np.mean(np.abs(np.diff(closes))))
+    scale = float(np.mean(np.abs(np.diff(np.log(closes)))))
     if scale == 0:
         raise ValueError("the training closes never change, so MASE is undefined")
     return scale
 
 
 def mase(actual: np.ndarray, predicted: np.ndarray, scale: float) -> float:
-    """Mean absolute scaled error: MAE divided by :func:`naive_scale` of the training split.
+    """Mean absolute scaled error on log prices: the mean of ``|log(predicted / actual)|``
+    divided by :func:`naive_scale` of the training split. Scale-free: the same for a price
+    series and for that series times any constant or grown by any level.
 
     Below 1 beats persistence *as it did on the training data*; persistence
     itself scores the ratio of test to training volatility, not exactly 1.
     """
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
-    return mae(actual, predicted) / scale
+    actual, predicted = _pair(actual, predicted)
+    if np.any(predicted <= 0):
+        raise ValueError("predicted: MASE on log prices needs positive forecasts")
+    return float(np.mean(np.abs(np.log(predicted) - np.log(actual)))) / scale
 
 
 def rises(last_close: np.ndarray, close: np.ndarray) -> np.ndarray:
@@ -183,11 +192,13 @@ def arima_forecasts(
     """One-step ARIMA forecasts of ``later_closes[first_target:]``.
 
     ``pmdarima.auto_arima`` chooses the order and fits it on the training
-    closes alone. The model then reads ``later_closes[:first_target]`` (e.g.
-    the validation period) without forecasting, and for each target day
-    forecasts one step and only then is updated with that day's close: the
-    forecast of ``later_closes[i]`` has seen ``later_closes[:i]`` and nothing
-    after. Updates re-estimate the coefficients but never the order.
+    closes alone. With those parameters held fixed, one Kalman-filter pass
+    over ``later_closes`` (statsmodels' ``append(..., refit=False)``) gives
+    every one-step forecast: the forecast of ``later_closes[i]`` has seen
+    ``later_closes[:i]`` and nothing after, and the whole pass is linear in the
+    series' length (pmdarima's ``update`` re-estimated on the whole history on
+    every day). ``later_closes[:first_target]`` (e.g. the validation period)
+    is read, not forecast.
 
     The model works on log closes, as the drift does: price changes scale with
     the price level, log changes do not. ``exp`` of the log forecast is the
@@ -195,7 +206,6 @@ def arima_forecasts(
     about 1e-4 for daily stock returns.
     """
     import pmdarima
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     train = np.log(_as_prices(train_closes, "train_closes"))
     later = np.log(_as_prices(later_closes, "later_closes"))
@@ -208,18 +218,18 @@ def arima_forecasts(
         # pmdarima's stepwise search starts at order 2 unless told otherwise
         start_p=min(2, max_p), max_p=max_p, start_q=min(2, max_q), max_q=max_q,
     )
-    forecasts = np.empty(len(later) - first_target)
-    with warnings.catch_warnings():
-        # Each update runs a few optimizer iterations from the previous fit; not converging
-        # in so few is expected and harmless.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if first_target > 0:
-            model.update(later[:first_target])
-        for i, log_close in enumerate(later[first_target:]):
-            forecasts[i] = float(np.asarray(model.predict(n_periods=1))[0])
-            model.update([log_close])
+    one_step = one_step_forecasts(model.arima_res_, later, first_target)
     p, d, q = (int(v) for v in model.order)
-    return ArimaForecast(np.exp(forecasts), (p, d, q), bool(model.with_intercept))
+    return ArimaForecast(np.exp(one_step), (p, d, q), bool(model.with_intercept))
+
+
+def one_step_forecasts(fitted: Any, later: np.ndarray, first_target: int = 0) -> np.ndarray:
+    """One-step forecasts of ``later[first_target:]`` by a fitted statsmodels state-space model,
+    its parameters held fixed: ``later`` is appended to the data it was fitted on and filtered
+    once; the prediction of each appended day is made from the days before it."""
+    start = int(fitted.nobs)
+    extended = fitted.append(np.asarray(later, dtype=np.float64), refit=False)
+    return np.asarray(extended.predict(start=start + first_target, end=start + len(later) - 1), dtype=np.float64)
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:

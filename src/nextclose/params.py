@@ -99,6 +99,16 @@ class EvaluateParams:
     arima: bool
     arima_max_p: int
     arima_max_q: int
+    interval: float  # nominal coverage of the conformal prediction intervals
+    block_length: int  # days per block of the moving-block bootstrap
+    bootstrap_draws: int  # resamples of the bootstrap
+
+
+@dataclasses.dataclass(frozen=True)
+class BacktestParams:
+    days: Optional[int]  # forecast days at the end of the data; null: the test split's length
+    folds: int  # consecutive folds, each with models trained on everything before it
+    validation_days: Optional[int]  # early-stopping slice before each fold; null: the validation split's length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +137,7 @@ class Params:
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    backtest: BacktestParams
     tune: TuneParams
 
     def as_flat_dict(self) -> dict[str, object]:
@@ -313,6 +324,21 @@ def _check_ranges(params: Params, file: str) -> None:
     for key in ("arima_max_p", "arima_max_q"):
         if getattr(params.evaluate, key) < 0:
             fail(f"evaluate.{key}", "must be at least 0")
+    if not 0.0 < params.evaluate.interval < 1.0:
+        fail("evaluate.interval", "must lie strictly between 0 and 1")
+    for key in ("block_length", "bootstrap_draws"):
+        if getattr(params.evaluate, key) < 1:
+            fail(f"evaluate.{key}", "must be at least 1")
+    backtest = params.backtest
+    if backtest.folds < 1:
+        fail("backtest.folds", "must be at least 1")
+    if backtest.days is not None and backtest.days < backtest.folds:
+        fail("backtest.days", f"must be at least backtest.folds ({backtest.folds}) or null")
+    # split conformal at level c needs c / (1 - c) calibration days
+    needed = math.ceil(params.evaluate.interval / (1.0 - params.evaluate.interval))
+    if backtest.validation_days is not None and backtest.validation_days < max(needed, 5):
+        fail("backtest.validation_days", f"must be at least {max(needed, 5)} (early stopping, and the "
+             f"conformal interval at evaluate.interval={params.evaluate.interval:g}) or null")
     tune = params.tune
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", tune.study_name):
         fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")

@@ -111,12 +111,14 @@ def evaluation_figures(
 ) -> dict[str, object]:
     """The evaluate run's PNGs by artifact path: forecasts, residuals, learning curve.
 
-    ``predictions`` has the columns ``date, actual`` and one per forecaster; a
-    forecaster that made no forecast (an all-empty column) is left out.
+    ``predictions`` has the columns ``date, actual``, one per forecaster and the model's
+    interval ``lower, upper``; a forecaster that made no forecast (an all-empty column) is
+    left out.
     """
     forecasts = {
         name: predictions[name].to_numpy()
-        for name in predictions.columns[2:] if predictions[name].notna().any()
+        for name in predictions.columns[2:]
+        if name not in ("lower", "upper") and predictions[name].notna().any()
     }
     period = "in sample (tutorial)" if kind == "tutorial" else "test split"
     return {
@@ -130,3 +132,34 @@ def evaluation_figures(
             history, best_step, f"Learning curve ({kind})"
         ),
     }
+
+
+def backtest_figure(table: pd.DataFrame):
+    """The walk-forward forecasts with their intervals, fold by fold (shaded boundaries), and
+    each fold's RMSE against persistence's."""
+    figure, (prices, ratios) = _new_figure(2)
+    dates = pd.to_datetime(table["date"])
+    prices.fill_between(dates, table["lower"], table["upper"], color=COLOURS["model"], alpha=0.15,
+                        linewidth=0, label="model interval")
+    prices.plot(dates, table["actual"], color=COLOURS["actual"], linewidth=1.5, label="actual")
+    prices.plot(dates, table["model"], color=COLOURS["model"], linewidth=0.8, label="model")
+    names, ratio = [], []
+    for fold, days in table.groupby("fold", sort=True):
+        if int(fold) % 2 == 0:
+            prices.axvspan(pd.to_datetime(days["date"].iloc[0]), pd.to_datetime(days["date"].iloc[-1]),
+                           color="grey", alpha=0.08, linewidth=0)
+        errors = {name: float(np.sqrt(np.mean(np.square(days[name] - days["actual"]))))
+                  for name in ("model", "persistence")}
+        names.append(f"fold {int(fold)}\n{days['date'].iloc[0]}")
+        ratio.append(errors["model"] / errors["persistence"])
+    prices.set_ylabel("close")
+    prices.set_title("walk-forward forecasts, one model per fold (alternate folds shaded)")
+    prices.legend(loc="upper left")
+    prices.grid(alpha=0.3)
+    ratios.bar(names, ratio, color=COLOURS["model"])
+    ratios.axhline(1.0, color=COLOURS["persistence"], linewidth=1.0, label="persistence")
+    ratios.set_ylim(min(0.9, min(ratio) - 0.01), max(1.1, max(ratio) + 0.01))
+    ratios.set_ylabel("RMSE / persistence's")
+    ratios.legend(loc="upper right")
+    ratios.grid(alpha=0.3, axis="y")
+    return figure

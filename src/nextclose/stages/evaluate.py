@@ -59,7 +59,9 @@ def main(params: Params) -> None:
         result = evaluation.evaluate_tutorial(network, x, y, trained_x, train["final_cost"], target_dates)
     else:
         bars = layout.read_prepared_bars()
-        result = evaluation.evaluate_lstm(network, bars, layout.read_windows()["test"], params.evaluate)
+        windows = layout.read_windows()
+        result = evaluation.evaluate_lstm(network, bars, windows["validation"], windows["test"], params.evaluate,
+                                          params.base.seed)
     history = layout.read_history()
     csv_text = layout.predictions_csv(result.predictions)
 

@@ -1,4 +1,4 @@
-"""Stage 4: search hidden units, learning rate and steps with Optuna.
+"""Stage 5: search hidden units, learning rate and steps with Optuna.
 
 Every trial trains the default model through the train stage's own entry point
 (:func:`nextclose.training.train_model`), ``train.seeds`` members at once, and is scored by the

@@ -1,0 +1,116 @@
+"""The README's headline figures, written from the reports rather than typed by hand.
+
+:func:`render` turns ``reports/backtest.json`` and ``reports/metrics.json`` into the Markdown
+block between :data:`BEGIN` and :data:`END` in README.md; ``make figures`` (this module's
+``main``) rewrites that block, and ``tests/test_readme.py`` fails when it is not what the
+committed reports give.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nextclose import atomic, evaluation
+
+BEGIN = "<!-- headline figures: written by `make figures` from reports/; do not edit by hand -->"
+END = "<!-- end of headline figures -->"
+
+
+def _skill(p_value: float) -> str:
+    return ("**better than persistence** (p < 0.05)" if p_value < evaluation.SKILL_P_VALUE
+            else "no skill shown (p ≥ 0.05)")
+
+
+def _row(name: str, figures: dict[str, Any]) -> str:
+    low, high = figures["rmse_ratio_ci95"]
+    return (f"| {name} | {figures['rmse_ratio_persistence']:.4f} | {low:.4f} .. {high:.4f} | "
+            f"{figures['dm_p_value']:.3f} / {figures['dm_abs_p_value']:.3f} | "
+            f"{figures['directional_accuracy']:.3f} | {figures['pt_p_value']:.3f} | {_skill(figures['dm_p_value'])} |")
+
+
+TABLE_HEAD = [
+    "| forecaster | RMSE / persistence's | 95% interval (block bootstrap) | Diebold-Mariano p, squared / absolute errors "
+    "| direction right | Pesaran-Timmermann p | against persistence |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+]
+
+
+def render(metrics: dict[str, Any], backtest: dict[str, Any]) -> str:
+    """The Markdown between the markers (markers excluded)."""
+    lines: list[str] = []
+    if backtest.get("folds"):
+        pooled, seeds, folds = backtest["pooled"], backtest["seeds"], backtest["folds"]
+        lines += [
+            f"**Walk-forward backtest** (`reports/backtest.json`): {pooled['n']} days, {folds[0]['start']} to "
+            f"{folds[-1]['end']}, in {len(folds)} folds; before each fold the {seeds['count']} members are "
+            f"retrained on every earlier day and early-stopped on the days just before it.",
+            "",
+            *TABLE_HEAD,
+            _row(f"model (mean of {seeds['count']})", pooled),
+            *(_row(name, figures) for name, figures in backtest["baselines"].items()),
+            "",
+            "Per fold, the model's RMSE / persistence's: " + ", ".join(
+                f"{fold['rmse_ratio_persistence']:.4f} ({fold['start']} .. {fold['end']})" for fold in folds) + ".",
+            f"Each member alone: {seeds['rmse_ratio_persistence']['mean']:.4f} ± "
+            f"{seeds['rmse_ratio_persistence']['std']:.4f} ({seeds['rmse_ratio_persistence']['min']:.4f} .. "
+            f"{seeds['rmse_ratio_persistence']['max']:.4f}); {seeds['beat_persistence']} of {seeds['count']} beat "
+            f"persistence. Always guessing the commoner direction scores {pooled['majority_class_rate']:.3f}.",
+            f"The {pooled['interval_nominal']:.0%} split-conformal intervals held the actual close on "
+            f"**{pooled['interval_coverage']:.1%}** of the days (mean width {pooled['interval_width_mean']:.4f} "
+            f"in price units).",
+            "",
+            "> " + evaluation.verdict(pooled | {"seeds": seeds},
+                                      period=f"over {pooled['n']} walk-forward days in {len(folds)} folds"),
+            "",
+        ]
+    if "dm_p_value" in metrics:
+        lines += [
+            f"**Single split** (`reports/metrics.json`): the model trained once, scored on the "
+            f"{metrics['n_test']} days of the test split.",
+            "",
+            *TABLE_HEAD,
+            _row(f"model (mean of {metrics['seeds']['count']})", metrics),
+            *(_row(name, figures) for name, figures in metrics["baselines"].items() if name != "persistence"),
+            "",
+            f"The {metrics['interval_nominal']:.0%} intervals held the close on "
+            f"**{metrics['interval_coverage']:.1%}** of the test days (mean width "
+            f"{metrics['interval_width_mean']:.4f}).",
+            "",
+            "> " + evaluation.verdict(metrics),
+        ]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str, where: str = "README.md") -> str:
+    """``text`` with the lines between the markers replaced by ``block``."""
+    try:
+        start = text.index(BEGIN) + len(BEGIN)
+        end = text.index(END, start)
+    except ValueError:
+        raise ValueError(f"{where}: the markers {BEGIN!r} and {END!r} are missing") from None
+    return text[:start] + "\n" + block + "\n" + text[end:]
+
+
+def current_block(text: str) -> str:
+    start = text.index(BEGIN) + len(BEGIN)
+    return text[start:text.index(END, start)].strip("\n")
+
+
+def main(readme: Path = Path("README.md"), reports: Path = Path("reports")) -> int:
+    metrics = json.loads((reports / "metrics.json").read_text())
+    backtest = json.loads((reports / "backtest.json").read_text())
+    text = readme.read_text()
+    updated = replace_block(text, render(metrics, backtest), str(readme))
+    if updated != text:
+        atomic.write_text(readme, updated)
+        print(f"{readme}: headline figures rewritten from {reports}/")
+    else:
+        print(f"{readme}: headline figures already match {reports}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
