@@ -32,8 +32,8 @@ def _row(name: str, figures: dict[str, Any]) -> str:
 
 
 TABLE_HEAD = [
-    "| forecaster | RMSE / persistence's | 95% interval (block bootstrap) | Diebold-Mariano p, squared / absolute errors "
-    "| direction right | Pesaran-Timmermann p | against persistence |",
+    "| forecaster | RMSE / persistence's | 95% interval (block bootstrap) "
+    "| Diebold-Mariano p, squared / absolute errors | direction right | Pesaran-Timmermann p | against persistence |",
     "| --- | --- | --- | --- | --- | --- | --- |",
 ]
 
