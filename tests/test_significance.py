@@ -173,3 +173,123 @@ def test_interval_coverage_counts_the_ends_as_inside():
     actual = np.array([1.0, 2.0, 3.0, 4.0])
     assert significance.interval_coverage(actual, np.array([1.0, 2.5, 0.0, 4.5]),
                                           np.array([2.0, 3.0, 3.0, 5.0])) == 0.5
+
+
+# --- edges and input checks (each found by mutating significance.py) ------------------------
+
+def test_pesaran_timmermann_by_hand_when_neither_rate_is_a_half():
+    """The second and third terms of var(P*) vanish when a rate is 1/2; here neither is."""
+    actual = np.array([1, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 0], bool)  # py = 8/12
+    called = np.array([1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 0, 0], bool)  # px = 7/12
+    n, py, px = 12, 8 / 12, 7 / 12
+    hits = np.mean(actual == called)  # 9/12
+    expected = py * px + (1 - py) * (1 - px)
+    var_p = expected * (1 - expected) / n
+    var_p_star = ((2 * py - 1) ** 2 * px * (1 - px) / n + (2 * px - 1) ** 2 * py * (1 - py) / n
+                  + 4 * py * px * (1 - py) * (1 - px) / n**2)
+    # (1/3)^2 * 35/144 / 12 + (1/6)^2 * 2/9 / 12 + 4 * (2/3)(7/12)(1/3)(5/12) / 144
+    assert hits == 0.75 and var_p_star == pytest.approx(35 / 15552 + 2 / 3888 + 280 / 186624, rel=1e-12)
+    statistic = (hits - expected) / math.sqrt(var_p - var_p_star)
+    assert significance.pesaran_timmermann(actual, called) == pytest.approx(normal_sf(statistic), rel=1e-12)
+
+
+def test_float32_errors_are_tested_in_float64():
+    rng = np.random.default_rng(3)
+    model, reference = rng.normal(size=50).astype(np.float32), rng.normal(size=50).astype(np.float32)
+    wide_model, wide_reference = model.astype(np.float64), reference.astype(np.float64)
+    assert significance.diebold_mariano(model, reference) == significance.diebold_mariano(wide_model, wide_reference)
+    assert significance.conformal_quantile(model, 0.9) == significance.conformal_quantile(wide_model, 0.9)
+    actual = np.float32(100) * np.exp(model / 100)
+    forecast = np.full(50, np.float32(100))
+    narrow = significance.conformal_log_interval(actual, forecast, np.array([100.0]), 0.9)
+    wide = significance.conformal_log_interval(actual.astype(np.float64), forecast.astype(np.float64),
+                                               np.array([100.0]), 0.9)
+    assert narrow == wide
+
+
+def test_rounding_in_either_direction_is_no_evidence_at_any_scale():
+    """Errors of about 1,000 (price units of an index): losses that differ by rounding only."""
+    reference = 1000.0 + np.arange(20.0)
+    assert significance.diebold_mariano(reference * (1 - 1e-13), reference) == 1.0
+    assert significance.diebold_mariano(reference * (1 + 1e-13), reference) == 1.0
+    assert significance.diebold_mariano(reference * (1 - 1e-4), reference) < 1e-6  # better every day
+
+
+def test_a_constant_differential_decides_by_its_sign():
+    assert significance.diebold_mariano(np.full(4, math.sqrt(1.5)), np.ones(4)) == 1.0  # d = +0.5 every day
+    assert significance.diebold_mariano(np.full(4, math.sqrt(0.5)), np.ones(4)) == 0.0  # d = -0.5 every day
+
+
+def test_two_forecasts_are_enough_for_the_diebold_mariano_test():
+    assert 0.0 < significance.diebold_mariano(np.array([1.0, 2.0]), np.array([2.0, 2.5])) < 0.5
+
+
+def test_input_checks_name_what_is_wrong():
+    with pytest.raises(ValueError, match=r"^the Diebold-Mariano test needs at least two forecasts$"):
+        significance.diebold_mariano(np.ones(1), np.ones(1))
+    with pytest.raises(ValueError, match=r"^model_errors: errors must be finite$"):
+        significance.diebold_mariano(np.array([1.0, np.inf]), np.ones(2))
+    with pytest.raises(ValueError, match=r"^model_errors: expected a non-empty 1-d array, got shape \(2, 2\)$"):
+        significance.diebold_mariano(np.ones((2, 2)), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"^reference_errors: expected a non-empty 1-d array, got shape \(0,\)$"):
+        significance.diebold_mariano(np.ones(2), np.ones(0))
+    with pytest.raises(ValueError, match=r"^need two 1-d arrays of the same non-zero length, got \(2,\) and \(3,\)$"):
+        significance.pesaran_timmermann(np.ones(2, bool), np.ones(3, bool))
+    with pytest.raises(ValueError, match=r"^need two 1-d arrays of the same non-zero length, got \(1, 2\) and"):
+        significance.pesaran_timmermann(np.ones((1, 2), bool), np.ones((1, 2), bool))
+    with pytest.raises(ValueError, match=r"^need two 1-d arrays of the same non-zero length, got \(0,\) and \(0,\)$"):
+        significance.pesaran_timmermann(np.ones(0, bool), np.ones(0, bool))
+    assert significance.pesaran_timmermann(np.array([True]), np.array([False])) == 1.0  # one day: no test
+    with pytest.raises(ValueError, match=r"^calibration_scores: errors must be finite$"):
+        significance.conformal_quantile(np.array([1.0, np.nan]), 0.5)
+    with pytest.raises(ValueError, match=r"^actual: errors must be finite$"):
+        significance.interval_coverage(np.array([np.nan]), np.zeros(1), np.ones(1))
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match=rf"^coverage must lie strictly between 0 and 1, got {bad}$"):
+            significance.conformal_quantile(np.arange(100.0), bad)
+        with pytest.raises(ValueError, match=rf"^level must lie strictly between 0 and 1, got {bad}$"):
+            significance.rmse_ratio_interval(np.ones(10), np.ones(10), 2, 10, 0, level=bad)
+
+
+def test_block_bootstrap_at_its_smallest():
+    np.testing.assert_array_equal(significance.block_bootstrap_indices(1, 1, 3, seed=0), np.zeros((3, 1)))
+    assert significance.block_bootstrap_indices(5, 1, 1, seed=0).shape == (1, 5)  # one draw, blocks of one day
+    with pytest.raises(ValueError, match=r"^need n >= 1 and draws >= 1, got 0 and 3$"):
+        significance.block_bootstrap_indices(0, 1, 3, seed=0)
+    with pytest.raises(ValueError, match=r"^need n >= 1 and draws >= 1, got 5 and 0$"):
+        significance.block_bootstrap_indices(5, 1, 0, seed=0)
+    with pytest.raises(ValueError, match=r"^block_length must lie in 1 .. 5 \(the number of days\), got 0$"):
+        significance.block_bootstrap_indices(5, 0, 3, seed=0)
+
+
+def test_bootstrap_interval_is_the_percentiles_of_the_resampled_ratios():
+    """Errors far from 1 (ratio 2 on a scale of 50), so a product and a quotient differ."""
+    rng = np.random.default_rng(8)
+    reference = rng.normal(0, 50, 120)
+    model = 2 * reference + rng.normal(0, 5, 120)
+    rows = significance.block_bootstrap_indices(120, 6, 400, seed=1)
+    ratios = np.sqrt(np.mean(model[rows] ** 2, axis=1) / np.mean(reference[rows] ** 2, axis=1))
+    expected = np.quantile(ratios, [0.05, 0.95])  # a 90% interval
+    interval = significance.rmse_ratio_interval(model, reference, 6, 400, seed=1, level=0.9)
+    np.testing.assert_allclose(interval, expected, rtol=1e-12)
+    assert interval[0] < 2.0 < interval[1]
+
+
+def test_bootstrap_interval_refuses_a_resample_without_any_reference_error():
+    with pytest.raises(ValueError, match=r"^reference_errors: a resample has no error at all; the ratio is undefined$"):
+        significance.rmse_ratio_interval(np.ones(5), np.array([0.0, 0.0, 0.0, 0.0, 1.0]), 1, 200, seed=0)
+
+
+def test_intervals_of_float32_forecasts_are_float64():
+    lower, upper = significance.log_interval(np.array([100.0, 50.0], np.float32), 0.01)
+    assert lower.dtype == upper.dtype == np.float64
+    np.testing.assert_array_equal(upper, np.array([100.0, 50.0]) * math.exp(0.01))
+
+
+def test_pesaran_timmermann_of_a_constant_call_or_outcome_at_a_rate_that_rounds_badly():
+    """With 3 of 7 days up and a constant call, var(P) - var(P*) is 0 in exact arithmetic but
+    +7e-18 in floating point: without the guard the statistic would be noise divided by noise."""
+    three_of_seven = np.array([1, 0, 0, 1, 0, 1, 0], bool)
+    assert significance.pesaran_timmermann(three_of_seven, np.zeros(7, bool)) == 1.0
+    assert significance.pesaran_timmermann(np.zeros(7, bool), three_of_seven) == 1.0
+    assert significance.pesaran_timmermann(np.ones(7, bool), three_of_seven) == 1.0
