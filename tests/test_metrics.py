@@ -246,6 +246,12 @@ def test_mase_refuses_a_scale_that_is_not_positive():
             metrics.mase(np.ones(2), np.ones(2), bad)
 
 
+def test_mase_on_log_prices_refuses_a_forecast_that_is_not_a_price():
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="^predicted: MASE on log prices needs positive forecasts$"):
+            metrics.mase(np.ones(2), np.array([1.0, bad]), 0.01)
+
+
 def test_direction_hits_need_a_last_close_per_forecast():
     with pytest.raises(ValueError, match=r"^last_close has shape \(3,\), actual \(2,\)$"):
         metrics.direction_hits(np.ones(3), np.ones(2), np.ones(2))

@@ -48,12 +48,13 @@ def main(params: Params) -> None:
         mlflow.log_params(params.section_dict("base", "model", "train", "backtest", "evaluate")
                           | {"features.window": params.features.window, "backtest.days_resolved": days,
                              "backtest.validation_days_resolved": validation_days})
+        def train_ensemble(train: Any, validation: Any, normalisation: Any) -> Any:
+            """The train stage's training, on the fold's past (every fold from base.seed)."""
+            return training.train_lstm(train, validation, normalisation, params.model, params.train,
+                                       params.base.seed).model
+
         results = []
         for fold in folds:
-            def train_ensemble(train: Any, validation: Any, normalisation: Any) -> Any:
-                return training.train_lstm(train, validation, normalisation, params.model, params.train,
-                                           params.base.seed).model
-
             result = backtest.forecast_fold(fold, samples, bars, names, train_ensemble, params.evaluate)
             results.append(result)
             mlflow.log_params({f"fold{fold.number}.{key}": value for key, value in result.fitted.items()})
