@@ -194,7 +194,24 @@ def test_a_stopped_member_leaves_the_curve():
     for point in result.history:
         for k, stop in enumerate(result.member_stop_steps):
             assert (point.member_val_losses[k] is None) == (point.step > stop)
+            assert (point.member_losses[k] is None) == (point.step > stop)
+    # step 0 has every member's training loss: each starts at no change, which scores 1.0
+    assert result.history[0].member_losses == pytest.approx((1.0, 1.0, 1.0), rel=1e-5)
     assert result.stopped_early and result.steps_run == max(result.member_stop_steps) < 400
+
+
+def test_a_points_training_loss_is_the_mean_over_the_steps_since_the_last_point():
+    """After one step, the first point's training loss is that step's: an untrained member predicts
+    no change, so its loss is its first batch's mean squared target over the scale squared."""
+    parts, normalisation = lstm_splits(random_walk_bars(200))
+    params = tiny(train={"steps": 1, "eval_every": 1})
+    result = train(parts, normalisation, params, 2, seed=5)
+    y = parts["train"].targets.astype(np.float64)
+    expected = [np.mean(np.square(y[training.batch_schedule(len(y), params.train.batch_size, 1, seed)[0]]
+                                  / normalisation.target_scale)) for seed in (5, 6)]
+    assert [p.step for p in result.history] == [0, 1]
+    assert result.history[1].member_losses == pytest.approx(expected, rel=1e-5)
+    assert result.history[1].loss == pytest.approx(np.mean(expected), rel=1e-5)
 
 
 def test_ensemble_training_is_bit_identical_across_runs():
