@@ -185,6 +185,8 @@ def test_the_served_forecast_is_the_members_mean_and_the_losses_say_so():
     # the served loss at the end is the last point's; the curve's val_loss is the standing ensemble's
     assert result.best_loss == result.history[-1].served_val_loss
     assert result.history[0].val_loss == result.history[0].served_val_loss  # step 0: nothing kept yet
+    # at the end the last member to stop stands at weights past its best: the standing ensemble is not the served
+    assert result.history[-1].val_loss != result.history[-1].served_val_loss
 
 
 def test_a_stopped_member_leaves_the_curve():

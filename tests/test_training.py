@@ -293,10 +293,13 @@ def test_chunks_end_on_every_boundary():
 
 def test_a_diverging_lstm_stops_with_a_clear_error():
     parts, normalisation = lstm_splits(random_walk_bars(200))
-    params = tiny(train={"learning_rate": 1e36, "steps": 40})
-    with pytest.raises(training.TrainingDiverged, match="lower train.learning_rate"):
+    params = tiny(train={"learning_rate": 1e36, "steps": 40, "seeds": 2})
+    with pytest.raises(training.TrainingDiverged, match="lower train.learning_rate") as raised:
         training.train_lstm(parts["train"], parts["validation"], normalisation,
-                            params.model, params.train, seed=0)
+                            params.model, params.train, seed=5)
+    # both members diverge in the first call (10 steps): it names the first, by number and seed
+    said = re.search(r"member 1 of 2 \(seed 5\) became (nan|inf) by step 10:", str(raised.value))
+    assert said is not None, str(raised.value)
 
 
 def test_the_tutorials_network_can_overflow_and_says_so():
