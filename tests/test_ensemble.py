@@ -127,6 +127,45 @@ def test_members_with_dropout_equal_one_member_runs_too():
     assert not np.array_equal(plain.model.get_weights()[0], alone.model.get_weights()[0])
 
 
+def test_a_member_drops_units_with_the_masks_of_its_own_stream():
+    """A member's dropout masks are drawn from ``default_rng([its seed, 1])``, one ``[batch, units]``
+    mask per step in step order, the stream carried on across calls: a plain loop, one step per
+    call, given those masks ends on the same weights."""
+    parts, normalisation = lstm_splits(predictable_bars())
+    params = tiny(model={"hidden_units": 4, "dropout": 0.3},
+                  train={"steps": 20, "eval_every": 20, "steps_per_call": 10, "learning_rate": 0.01})
+    result = train(parts, normalisation, params, 1, seed=2)
+    assert result.best_step == 20  # the trained weights are kept, so the masks mattered
+
+    def plain_loop(stream):
+        network = models.EnsembleLSTM.initialised(10, normalisation, params.model, [2], training.set_determinism)
+        optimizer = keras.optimizers.Adam(learning_rate=params.train.learning_rate)
+        optimizer.build(network.trainable_variables)
+        scale = tf.constant(normalisation.target_scale, tf.float32)
+        x, y = tf.constant(parts["train"].inputs), tf.constant(parts["train"].targets)
+        schedule = training.batch_schedule(len(parts["train"].targets), params.train.batch_size, 20, 2)
+        masks = training._dropout_masks([stream], 20, schedule.shape[1], 4, 0.3)
+
+        @tf.function(jit_compile=True)
+        def step(index, mask):
+            with tf.GradientTape() as tape:
+                predicted = network.member_outputs(tf.gather(x, index), mask)[0]
+                loss = tf.reduce_mean(tf.square((predicted - tf.gather(y, index)) / scale))
+            optimizer.apply(tape.gradient(loss, network.trainable_variables), network.trainable_variables)
+
+        for index, mask in zip(schedule, masks):
+            step(tf.constant(index), tf.constant(mask))
+        return network.get_weights()
+
+    # equal to float32 rounding (not bit for bit: the graphs differ)
+    for trained, expected in zip(result.model.get_weights(), plain_loop(np.random.default_rng([2, 1])),
+                                 strict=True):
+        np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-6)
+    # and the comparison tells streams apart: another stream's masks train other weights
+    other = plain_loop(np.random.default_rng([2, 2]))
+    assert not np.allclose(result.model.get_weights()[0], other[0], rtol=1e-3, atol=1e-4)
+
+
 def test_the_served_forecast_is_the_members_mean_and_the_losses_say_so():
     parts, normalisation = lstm_splits(predictable_bars())
     params = tiny(model={"hidden_units": 8}, train={"steps": 200, "learning_rate": 0.02, "eval_every": 25,
@@ -146,6 +185,8 @@ def test_the_served_forecast_is_the_members_mean_and_the_losses_say_so():
     # the served loss at the end is the last point's; the curve's val_loss is the standing ensemble's
     assert result.best_loss == result.history[-1].served_val_loss
     assert result.history[0].val_loss == result.history[0].served_val_loss  # step 0: nothing kept yet
+    # at the end the last member to stop stands at weights past its best: the standing ensemble is not the served
+    assert result.history[-1].val_loss != result.history[-1].served_val_loss
 
 
 def test_a_stopped_member_leaves_the_curve():
@@ -155,7 +196,24 @@ def test_a_stopped_member_leaves_the_curve():
     for point in result.history:
         for k, stop in enumerate(result.member_stop_steps):
             assert (point.member_val_losses[k] is None) == (point.step > stop)
+            assert (point.member_losses[k] is None) == (point.step > stop)
+    # step 0 has every member's training loss: each starts at no change, which scores 1.0
+    assert result.history[0].member_losses == pytest.approx((1.0, 1.0, 1.0), rel=1e-5)
     assert result.stopped_early and result.steps_run == max(result.member_stop_steps) < 400
+
+
+def test_a_points_training_loss_is_the_mean_over_the_steps_since_the_last_point():
+    """After one step, the first point's training loss is that step's: an untrained member predicts
+    no change, so its loss is its first batch's mean squared target over the scale squared."""
+    parts, normalisation = lstm_splits(random_walk_bars(200))
+    params = tiny(train={"steps": 1, "eval_every": 1})
+    result = train(parts, normalisation, params, 2, seed=5)
+    y = parts["train"].targets.astype(np.float64)
+    expected = [np.mean(np.square(y[training.batch_schedule(len(y), params.train.batch_size, 1, seed)[0]]
+                                  / normalisation.target_scale)) for seed in (5, 6)]
+    assert [p.step for p in result.history] == [0, 1]
+    assert result.history[1].member_losses == pytest.approx(expected, rel=1e-5)
+    assert result.history[1].loss == pytest.approx(np.mean(expected), rel=1e-5)
 
 
 def test_ensemble_training_is_bit_identical_across_runs():
@@ -244,9 +302,10 @@ def test_train_model_trains_the_kind_it_is_given_on_the_data_it_is_given():
     for a, b in zip(result.model.get_weights(), expected.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     tutorial = tiny(model={"kind": "tutorial", "hidden_units": 4}, train={"steps": 6, "eval_every": 5})
-    result = training.train_model(data, tutorial.model, tutorial.train, 3)
+    seen = []
+    result = training.train_model(data, tutorial.model, tutorial.train, 3, on_point=seen.append)
     expected = training.train_tutorial(x, y, tutorial.model, tutorial.train, 3)
-    assert result.history == expected.history and result.trained_inputs.shape == (2, *x.shape)
+    assert result.history == expected.history == seen and result.trained_inputs.shape == (2, *x.shape)
 
 
 def test_the_tutorial_result_says_what_ran():
@@ -272,3 +331,28 @@ def test_dropout_masks_keep_each_unit_with_the_keep_rate_and_scale_it_back():
     alone = training._dropout_masks([np.random.default_rng([6, 1])], 50, 16, 8, 0.25)
     np.testing.assert_array_equal(alone[:, 0], masks[:, 1])  # and independent of the others
     assert training.member_seeds(10, 3) == [10, 11, 12]
+
+
+def generator_whose_next_draw_is(u: float) -> np.random.Generator:
+    """NumPy's PCG64 set to a state whose next ``random()`` is exactly ``u`` (a multiple of 2**-53).
+
+    PCG64 steps its 128-bit state (``state * MULTIPLIER + inc``) and then outputs the high and
+    low halves XORed, rotated right by the top six bits; ``random()`` is the output's top 53 bits
+    times 2**-53. The stepped state ``u * 2**64`` has a zero high half, so it outputs itself."""
+    multiplier, modulus = 0x2360ED051FC65DA44385DF649FCCF645, 1 << 128
+    stepped = int(u * 2**53) << 11
+    bits = np.random.PCG64()
+    bits.state = {"bit_generator": "PCG64", "state": {"state": (stepped - 1) * pow(multiplier, -1, modulus) % modulus,
+                                                       "inc": 1}, "has_uint32": 0, "uinteger": 0}
+    return np.random.Generator(bits)
+
+
+def test_a_draw_of_exactly_the_keep_rate_drops_the_unit():
+    """Kept when the uniform draw is below keep: on NumPy's grid of multiples of 2**-53, exactly
+    a share keep of the draws."""
+    assert generator_whose_next_draw_is(0.75).random() == 0.75  # the helper does what it says
+    masks = training._dropout_masks([generator_whose_next_draw_is(0.75)], 1, 1, 1, 0.25)
+    assert masks.ravel().tolist() == [0.0]
+    below = np.nextafter(0.75, 0.0)  # the draw just below: 0.75 - 2**-53
+    masks = training._dropout_masks([generator_whose_next_draw_is(below)], 1, 1, 1, 0.25)
+    assert masks.ravel().tolist() == [np.float32(1 / 0.75)]
