@@ -4,6 +4,7 @@ import json
 
 import mlflow
 import numpy as np
+import pytest
 
 from nextclose import cli, registry
 from nextclose.layout import read_windows
@@ -17,6 +18,7 @@ def test_choose_champion_takes_the_lowest_figure_and_skips_missing():
     assert registry.choose_champion({"1": None}) is None
 
 
+@pytest.mark.slow  # three trainings and evaluations end to end: with the pipeline's tests
 def test_each_training_registers_a_version_and_champion_moves_the_alias(workspace, capsys):
     assert cli.main(["prepare"]) == 0
     figures = {}

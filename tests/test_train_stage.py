@@ -126,6 +126,7 @@ def test_train_failure_keeps_previous_model(workspace, monkeypatch):
     assert (workspace / "models/model.keras").read_bytes() == before
 
 
+@pytest.mark.slow  # two trainings end to end (the pipeline's tests check dvc.lock's hash too)
 def test_the_same_inputs_give_byte_identical_outputs(workspace):
     """models/ and data/prepared are DVC outputs: a rerun must reproduce their bytes, or
     dvc status could never tell that a reproduced model is the committed one."""

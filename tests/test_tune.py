@@ -30,8 +30,14 @@ def only_study(workspace):
     return optuna.load_study(study_name=summary.study_name, storage=journal(workspace))
 
 
+# The tune tests test the study, not the ensembles (tests/test_ensemble.py does): one member a
+# trial keeps them quick.
+ONE_MEMBER = {"seeds": 1}
+
+
 @pytest.fixture
 def prepared(workspace):
+    write_params(workspace, tiny_params(train=ONE_MEMBER))
     assert cli.main(["prepare"]) == 0
     return workspace
 
@@ -87,7 +93,7 @@ def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
 def test_changed_search_space_starts_a_new_study(prepared, capsys):
     assert cli.main(["tune", "--n-trials", "1"]) == 0
     first = only_study(prepared).study_name
-    write_params(prepared, tiny_params(tune={"hidden_units_max": 6}))
+    write_params(prepared, tiny_params(tune={"hidden_units_max": 6}, train=ONE_MEMBER))
     capsys.readouterr()
     assert cli.main(["tune", "--n-trials", "1"]) == 0
     out = capsys.readouterr().out
