@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import keras
 import mlflow
@@ -67,6 +68,13 @@ def test_lstm_train_stage(workspace, capsys):
     np.testing.assert_allclose(np.asarray(pyfunc_model.predict(x)).ravel(),
                                np.asarray(local(x)).ravel(), rtol=1e-6)
     assert "keras" in mlflow.models.get_model_info(trained_by["model_uri"]).flavors
+    # what it needs to load is pinned to what trained it
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(trained_by["model_uri"]))
+    pinned = dict(line.split("==") for line in requirements.read_text().split())
+    from importlib import metadata
+    assert {name: pinned.get(name) for name in ("mlflow", "keras", "numpy")} == {
+        name: metadata.version(name) for name in ("mlflow", "keras", "numpy")}
+    assert any(name.startswith("tensorflow") for name in pinned)
 
 
 def test_tutorial_train_stage(workspace, capsys):

@@ -235,6 +235,29 @@ class _KerasFlavour:
         return mlflow.keras.save_model(path=path, **kwargs)
 
 
+# What a logged model needs to load; the rest of nextclose is not needed (the graphs are exported).
+MODEL_DISTRIBUTIONS = (("keras",), ("numpy",), ("tensorflow", "tensorflow-cpu"))
+
+
+def model_requirements() -> list[str]:
+    """The installed versions of :data:`MODEL_DISTRIBUTIONS`, pinned.
+
+    Given, not inferred: MLflow infers them by loading the model in a subprocess, which costs
+    seconds per logged model and finds these same packages.
+    """
+    from importlib import metadata
+
+    pins = []
+    for alternatives in MODEL_DISTRIBUTIONS:
+        for distribution in alternatives:
+            try:
+                pins.append(f"{distribution}=={metadata.version(distribution)}")
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return pins
+
+
 def log_keras_model(
     model, input_example, name: str = "model", registered_model_name: Optional[str] = None,
     exported: bool = False,
@@ -258,6 +281,7 @@ def log_keras_model(
         model=model,
         signature=infer_signature(input_example, output),
         input_example=input_example,
+        pip_requirements=model_requirements(),
         registered_model_name=registered_model_name,
         save_exported_model=exported,
     )
