@@ -201,7 +201,16 @@ def test_evaluate_stage_end_to_end(workspace):
     assert run.data.metrics["rmse"] == pytest.approx(report["rmse"])
     assert run.data.metrics["n_test"] == n_test
     for name in ("persistence", "drift", "arima"):
-        assert run.data.metrics[f"{name}_rmse"] == pytest.approx(report["baselines"][name]["rmse"])
+        assert run.data.metrics[f"baseline/{name}_rmse"] == pytest.approx(report["baselines"][name]["rmse"])
+    assert run.data.params["model.hidden_units"] == "4"  # what the model was trained with, beside its figures
+    # DVC's metric is the headline alone; the execution's run has it beside every param
+    assert json.loads(Path("reports/scores.json").read_text()) == {"rmse_ratio": report["rmse_ratio_persistence"]}
+    (execution,) = client.search_runs(
+        [client.get_experiment_by_name("nextclose").experiment_id],
+        filter_string=f"tags.pipeline_execution = '{run.data.tags['pipeline_execution']}'")
+    assert execution.data.metrics["test_rmse_ratio"] == report["rmse_ratio_persistence"]
+    assert execution.data.metrics["test_rmse_ratio_members_std"] == report["seeds"]["rmse_ratio_persistence"]["std"]
+    assert execution.data.params["train.learning_rate"] == "0.001"
     assert float(run.data.params["fitted.naive_scale"]) == pytest.approx(scale, rel=1e-12)
     rate = np.log(train_closes[-1] / train_closes[0]) / (len(train_closes) - 1)
     assert float(run.data.params["fitted.drift_rate"]) == pytest.approx(rate, rel=1e-9)
@@ -250,9 +259,15 @@ def test_tutorial_kind_reports_in_sample_figures(workspace):
 
 # --- small pieces ----------------------------------------------------------------------
 
-def test_tracked_metrics_prefix_baselines():
-    report = {"n_test": 3, "rmse": 1.5, "baselines": {"drift": {"rmse": 2.0, "mase": 0.5}}}
-    assert evaluation.tracked_metrics(report) == {"n_test": 3.0, "rmse": 1.5, "drift_rmse": 2.0, "drift_mase": 0.5}
+def test_tracked_metrics_put_the_headline_first_and_the_rest_under_prefixes():
+    report = {"n_test": 3, "rmse": 1.5, "rmse_ratio_persistence": 0.98, "rmse_ratio_ci95": [0.9, 1.1],
+              "baselines": {"drift": {"rmse": 2.0, "mase": 0.5}},
+              "seeds": {"count": 2, "rmse": {"mean": 1.6, "std": 0.1}}}
+    flat = evaluation.tracked_metrics(report)
+    assert flat == {"rmse_ratio_persistence": 0.98, "n_test": 3.0, "rmse": 1.5, "rmse_ratio_ci95_low": 0.9,
+                    "rmse_ratio_ci95_high": 1.1, "baseline/drift_rmse": 2.0, "baseline/drift_mase": 0.5,
+                    "members/count": 2.0, "members/rmse_mean": 1.6, "members/rmse_std": 0.1}
+    assert next(iter(flat)) == "rmse_ratio_persistence"  # logged first: the compare view's default plot
 
 
 def test_negative_arima_order_is_refused_by_name():
@@ -282,10 +297,10 @@ def test_the_seeds_block_scores_each_member_alone_and_the_model_is_their_mean():
     # the model row is the served ensemble: the members' mean log return on the last close
     ensemble = test.last_close * np.exp(member_returns.mean(axis=0))
     np.testing.assert_allclose(result.predictions["model"], ensemble, rtol=1e-6)
-    # MLflow gets the same figures flat: rmse_mean, rmse_std, ..., seeds_count
+    # MLflow gets the same figures flat: members/rmse_mean, members/rmse_std, ..., members/count
     flat = evaluation.tracked_metrics(report)
-    assert flat["rmse_ratio_persistence_std"] == seeds["rmse_ratio_persistence"]["std"]
-    assert flat["seeds_count"] == 2 and flat["seeds_beat_persistence"] == seeds["beat_persistence"]
+    assert flat["members/rmse_ratio_persistence_std"] == seeds["rmse_ratio_persistence"]["std"]
+    assert flat["members/count"] == 2 and flat["members/beat_persistence"] == seeds["beat_persistence"]
     assert "model = the mean of 2 members" in evaluation.summary_table(report)
 
 

@@ -33,8 +33,9 @@ def tool_env() -> dict:
     return env
 
 
-def run(args, cwd, timeout=900) -> str:
-    done = subprocess.run(args, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+def run(args, cwd, timeout=900, columns=None) -> str:
+    env = tool_env() | ({"COLUMNS": str(columns)} if columns else {})
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     return done.stdout + done.stderr
 
@@ -108,9 +109,15 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_a_param_touches(pipe
     assert (repo / "mlflow.db").exists() and (repo / "optuna-journal.log").exists()
     assert "up to date" in run(["dvc", "status"], repo)
 
-    metrics = run(["dvc", "metrics", "show", "--json"], repo)
-    assert "rmse_ratio_persistence" in metrics and "persistence" in metrics
-    assert "dm_p_value" in metrics and "interval_coverage" in metrics  # backtest.json's pooled figures
+    # DVC's metrics are the headline numbers; the full reports are read by path
+    metrics = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
+    scores = {path: figures for rev in metrics.values() for path, figures in rev["data"].items()}
+    assert set(scores) == {"reports/scores.json", "reports/backtest_scores.json", "reports/tune.json"}
+    assert list(scores["reports/scores.json"]["data"]) == ["rmse_ratio"]
+    assert list(scores["reports/backtest_scores.json"]["data"]) == ["backtest_rmse_ratio"]
+    full = run(["dvc", "metrics", "show", "--json", "reports/metrics.json", "reports/backtest.json"], repo)
+    assert "rmse_ratio_persistence" in full and "persistence" in full
+    assert "dm_p_value" in full and "interval_coverage" in full  # backtest.json's pooled figures
     plots = run(["dvc", "plots", "show", "--json"], repo)
     assert "predictions.csv" in plots and "backtest.csv" in plots
 
@@ -136,7 +143,7 @@ def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):
     runs = [r for r in mlflow_runs(repo) if r.data.tags.get("git_commit") == head]
     first = {}
     for stage in ("prepare", "train", "evaluate", "backtest", "tune"):
-        stage_runs = sorted((r for r in runs if r.data.tags["stage"] == stage
+        stage_runs = sorted((r for r in runs if r.data.tags.get("stage") == stage
                              and "mlflow.parentRunId" not in r.data.tags),
                             key=lambda r: r.info.start_time)
         first[stage] = stage_runs[0]
@@ -213,7 +220,8 @@ def test_a_real_mlflow_server_serves_one_executions_runs(pipeline):
 def test_exp_run_temp_and_queue_land_in_the_workspace_stores(pipeline):
     repo, _ = pipeline
     run(["dvc", "exp", "run", "--temp", "-S", "model.hidden_units=3", "-n", "temp-h3"], repo)
-    run(["dvc", "exp", "run", "--queue", "-S", "model.hidden_units=5", "-n", "queued-h5"], repo)
+    run(["dvc", "exp", "run", "--queue", "-S", "model.hidden_units=5", "-S", "train.learning_rate=0.002",
+         "-n", "queued-h5"], repo)
     run(["dvc", "queue", "start", "--jobs", "1"], repo)
     deadline = time.time() + 900
     while time.time() < deadline:
@@ -228,9 +236,35 @@ def test_exp_run_temp_and_queue_land_in_the_workspace_stores(pipeline):
     runs = mlflow_runs(repo)
     by_experiment = {r.data.tags.get("dvc_experiment") for r in runs}
     assert {"temp-h3", "queued-h5"} <= by_experiment
-    trained = {r.data.params.get("model.hidden_units") for r in runs if r.data.tags["stage"] == "train"}
+    trained = {r.data.params.get("model.hidden_units") for r in runs if r.data.tags.get("stage") == "train"}
     assert {"3", "5"} <= trained
     assert not list((repo / ".dvc" / "tmp").rglob("mlflow.db"))  # nothing left in the copies
+
+    # One table answers "what changed, and what did it do": each execution's run in the `nextclose`
+    # experiment is named after its change and holds that change's params and its test figures.
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("nextclose")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on the runs
+    executions = {r.data.tags.get("dvc_experiment"): r for r in client.search_runs([experiment.experiment_id])}
+    temp, queued = executions["temp-h3"], executions["queued-h5"]
+    assert temp.info.run_name == "hidden_units=3 [temp-h3]"
+    assert queued.info.run_name == "hidden_units=5 learning_rate=0.002 [queued-h5]"
+    for execution, units in ((temp, "3"), (queued, "5")):
+        assert execution.data.params["model.hidden_units"] == units
+        evaluated = next(r for r in runs if r.data.tags.get("stage") == "evaluate"
+                         and r.data.tags.get("dvc_experiment") == execution.data.tags["dvc_experiment"])
+        assert execution.data.metrics["test_rmse_ratio"] == evaluated.data.metrics["rmse_ratio_persistence"]
+        assert {"test_rmse_ratio_members_mean", "test_rmse_ratio_members_std", "backtest_rmse_ratio",
+                "val_loss"} <= set(execution.data.metrics)
+    assert queued.data.params["train.learning_rate"] == "0.002"
+
+    # ... and `dvc exp show --only-changed` fits a 120-column terminal for the two-param change
+    shown = run(["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, columns=120)
+    assert max(len(line) for line in shown.splitlines()) <= 120 and "…" not in shown, shown
+    for column in ("rmse_ratio", "backtest_rmse_ratio", "model.hidden_units", "train.learning_rate"):
+        assert column in shown, shown
 
 
 def test_a_commit_reproduces_its_metrics_bit_for_bit(tmp_path):

@@ -37,3 +37,30 @@ def test_the_block_is_replaced_between_its_markers_only():
     assert headline.current_block(headline.replace_block(text, "new")) == "new"
     with pytest.raises(ValueError, match="README.md: the markers"):
         headline.replace_block("no markers", "new")
+
+
+def numbers_only(document) -> bool:
+    if isinstance(document, dict):
+        return all(numbers_only(value) for value in document.values())
+    return isinstance(document, (int, float)) and not isinstance(document, bool)
+
+
+def test_the_dvc_metrics_are_the_committed_reports_headline_numbers():
+    assert committed("scores.json") == headline.test_scores(committed("metrics.json")) == {
+        "rmse_ratio": committed("metrics.json")["rmse_ratio_persistence"]}
+    assert committed("backtest_scores.json") == headline.backtest_scores(committed("backtest.json")) == {
+        "backtest_rmse_ratio": committed("backtest.json")["pooled"]["rmse_ratio_persistence"]}
+    for name in ("scores.json", "backtest_scores.json", "tune.json"):
+        assert numbers_only(committed(name)), f"reports/{name}: DVC metrics hold numbers only"
+
+
+def test_the_headline_of_an_in_sample_or_empty_report():
+    assert headline.test_scores({"in_sample": True, "in_sample_mse_per_day": 2.5}) == {"in_sample_mse_per_day": 2.5}
+    assert headline.test_execution_figures({"in_sample_mse_per_day": 2.5}) == {"test_in_sample_mse_per_day": 2.5}
+    assert headline.backtest_scores({"folds": [], "pooled": {"n": 0}}) == {}
+    assert headline.backtest_execution_figures({"folds": [], "pooled": {"n": 0}}) == {}
+    one_member = {"rmse_ratio_persistence": 0.99, "rmse_ratio_ci95": [0.98, 1.0], "dm_p_value": 0.2,
+                  "directional_accuracy": 0.5, "interval_coverage": 0.9}
+    figures = headline.test_execution_figures(one_member)
+    assert figures["test_rmse_ratio"] == 0.99 and figures["test_rmse_ratio_ci95_high"] == 1.0
+    assert not any("members" in key for key in figures)

@@ -63,16 +63,17 @@ RENAMES = {
                 "data/.prepared.nextclose.old", "data/prepared"],
     "train": [".nextclose-commit.json", ".models.nextclose.old", "models", "reports/train_history.csv",
               ".nextclose/train_run.json", "training"],
-    "evaluate": [".nextclose-commit.json", "reports/metrics.json", "reports/predictions.csv"],
-    "backtest": [".nextclose-commit.json", "reports/backtest.json", "reports/backtest.csv"],
-    "tune": [".nextclose-commit.json", "reports/best_params.yaml", "reports/tune.json"],
+    "evaluate": [".nextclose-commit.json", "reports/metrics.json", "reports/scores.json", "reports/predictions.csv"],
+    "backtest": [".nextclose-commit.json", "reports/backtest.json", "reports/backtest_scores.json",
+                 "reports/backtest.csv"],
+    "tune": [".nextclose-commit.json", "reports/best_params.yaml", "reports/tune.json", "reports/tune_study.json"],
 }
 OUTPUTS = {
     "prepare": ["data/raw", "data/prepared"],
     "train": ["models", "reports/train_history.csv", ".nextclose/train_run.json"],
-    "evaluate": ["reports/metrics.json", "reports/predictions.csv"],
-    "backtest": ["reports/backtest.json", "reports/backtest.csv"],
-    "tune": ["reports/best_params.yaml", "reports/tune.json"],
+    "evaluate": ["reports/metrics.json", "reports/scores.json", "reports/predictions.csv"],
+    "backtest": ["reports/backtest.json", "reports/backtest_scores.json", "reports/backtest.csv"],
+    "tune": ["reports/best_params.yaml", "reports/tune.json", "reports/tune_study.json"],
 }
 # A change each stage reads, so its new outputs differ from the old ones in every file.
 NEW_PARAMS = {
@@ -156,7 +157,8 @@ def new_outputs(finished, tmp_path_factory):
 
 def comparable(files: dict[str, bytes]) -> dict[str, bytes]:
     """The files that a rerun reproduces byte for byte (run ids and study counts differ)."""
-    return {k: v for k, v in files.items() if k not in (".nextclose/train_run.json", "reports/tune.json")}
+    return {k: v for k, v in files.items() if k not in (".nextclose/train_run.json", "reports/tune.json",
+                                                "reports/tune_study.json")}
 
 
 CASES = [(stage, destination) for stage, destinations in RENAMES.items() for destination in destinations]

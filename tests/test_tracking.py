@@ -1,5 +1,6 @@
 """Run tags: the commit, whether the tree was dirty, the DVC experiment, one execution id."""
 
+import json
 import os
 import socket
 import subprocess
@@ -50,3 +51,102 @@ def test_the_workspace_root_of_a_dvc_temporary_copy_is_the_workspace(tmp_path, m
     assert tracking.workspace_root() == (tmp_path / "repo").resolve()
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking.tracking_uri() == f"sqlite:///{(tmp_path / 'repo').resolve() / 'mlflow.db'}"
+
+
+# --- the execution's run: named after what changed, one per execution --------------------------
+
+def committed_repo(path, params_text):
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.email", "t@nextclose.invalid")
+    git(path, "config", "user.name", "t")
+    (path / "params.yaml").write_text(params_text)
+    git(path, "add", "params.yaml")
+    git(path, "commit", "-q", "-m", "params")
+    return git(path, "rev-parse", "--short", "HEAD")
+
+
+PARAMS = "base: {seed: 42}\nmodel: {hidden_units: null, layers: 1}\ntrain: {learning_rate: null}\ntune: {seed: 42}\n"
+
+
+def test_an_execution_is_named_after_the_params_it_changed(tmp_path, monkeypatch):
+    commit = committed_repo(tmp_path, PARAMS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert tracking.changed_params() == {}
+    assert tracking.execution_name() == f"main@{commit}"
+    monkeypatch.setenv("DVC_EXP_NAME", "woozy-dado")
+    assert tracking.execution_name() == "woozy-dado"
+    (tmp_path / "params.yaml").write_text(PARAMS.replace("hidden_units: null", "hidden_units: 16")
+                                          .replace("learning_rate: null", "learning_rate: 0.003"))
+    assert tracking.changed_params() == {"model.hidden_units": 16, "train.learning_rate": 0.003}
+    assert tracking.execution_name() == "hidden_units=16 learning_rate=0.003 [woozy-dado]"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert tracking.execution_name() == "hidden_units=16 learning_rate=0.003"
+    # a key whose last part another param shares is named whole; null and booleans as YAML says them
+    (tmp_path / "params.yaml").write_text(PARAMS.replace("base: {seed: 42}", "base: {seed: 7}")
+                                          .replace("layers: 1", "layers: null") + "extra: {quick: true}\n")
+    assert tracking.execution_name() == "base.seed=7 quick=true layers=null"
+
+
+def test_outside_git_an_execution_is_the_workspace(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    (tmp_path / "params.yaml").write_text(PARAMS)
+    assert tracking.changed_params() == {} and tracking.execution_name() == "workspace"
+
+
+def test_stages_of_one_execution_fill_one_run_of_the_pipeline_experiment(workspace, monkeypatch, capsys):
+    import mlflow
+
+    from nextclose.params import load_params
+
+    monkeypatch.setenv("NEXTCLOSE_EXECUTION_ID", "exec-7")
+    params = load_params()
+    with tracking.stage_run("train") as train:
+        train.record(tracking.execution_params(params), {"val_loss": 1.3})
+    with tracking.stage_run("evaluate") as evaluate:
+        evaluate.record(tracking.execution_params(params), {"test_rmse_ratio": 0.99})
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name("nextclose")
+    (execution,) = client.search_runs([experiment.experiment_id])
+    assert execution.info.run_name == train.name == evaluate.name
+    assert execution.info.status == "FINISHED"
+    assert execution.data.metrics == {"val_loss": 1.3, "test_rmse_ratio": 0.99}
+    assert execution.data.params["model.hidden_units"] == "4"  # resolved, as trained
+    assert not any(key.startswith("tune.") for key in execution.data.params)
+    assert execution.data.tags["pipeline_execution"] == "exec-7" and "stage" not in execution.data.tags
+    assert execution.data.tags["stage_run.train"] == f"{train.info.experiment_id}/{train.info.run_id}"
+    assert f"/runs/{evaluate.info.run_id})" in execution.data.tags["mlflow.note.content"]
+    # the experiments open on the runs, say what they hold, and carry the saved view
+    for name in ("nextclose", "nextclose-train", "nextclose-evaluate"):
+        tags = client.get_experiment_by_name(name).tags
+        assert tags["mlflow.experimentKind"] == "custom_model_development"
+        assert tags["mlflow.note.content"] == tracking.DESCRIPTIONS[name]
+        view = json.loads(tags[f"mlflow.sharedViewState.{tracking.VIEW_KEY}"])
+        state = json.loads(view["state"])
+        metrics, view_params = tracking.VIEWS[name]
+        assert state["orderByKey"] == f"metrics.`{metrics[0]}`"
+        assert state["selectedColumns"][: len(metrics)] == [f"metrics.`{m}`" for m in metrics]
+        assert f"params.`{view_params[0]}`" in state["selectedColumns"]
+
+    # Another execution gets a run of its own; a param changed within one keeps its first value.
+    monkeypatch.setenv("NEXTCLOSE_EXECUTION_ID", "exec-8")
+    with tracking.stage_run("evaluate") as other:
+        other.record({"model.hidden_units": 4}, {"test_rmse_ratio": 1.01})
+        other.record({"model.hidden_units": 8}, {"test_rmse_ratio": 1.02})
+    assert "already ran with other values of model.hidden_units" in capsys.readouterr().out
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.pipeline_execution = 'exec-8'")
+    assert len(runs) == 1 and runs[0].data.params["model.hidden_units"] == "4"
+    assert runs[0].data.metrics["test_rmse_ratio"] == 1.02
+
+
+def test_a_logged_model_is_named_after_what_it_is(workspace):
+    from nextclose.params import load_params, parse_params
+
+    from helpers import tiny_params
+
+    assert tracking.model_name(load_params()) == "lstm-h4-lr0_001-s60-x2"
+    tutorial = parse_params(tiny_params(model={"kind": "tutorial", "hidden_units": None},
+                                        train={"learning_rate": None, "steps": None, "seeds": 1}))
+    assert tracking.model_name(tutorial) == "tutorial-h128-lr0_1-s30000-x1"

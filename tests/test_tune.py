@@ -48,11 +48,18 @@ def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
     assert study.study_name.startswith("nextclose-")
     assert len(study.trials) == 3
     report = json.loads((prepared / "reports/tune.json").read_text())
+    where = json.loads((prepared / "reports/tune_study.json").read_text())
     best = yaml.safe_load((prepared / "reports/best_params.yaml").read_text())
-    assert report["study_name"] == study.study_name
-    assert report["storage"] == "optuna-journal.log"  # committed: no machine path
+    assert where["study_name"] == study.study_name
+    assert where["storage"] == "optuna-journal.log"  # committed: no machine path
     assert report["best_value"] == pytest.approx(study.best_value)
     assert report["trials_total"] == 3
+    assert all(isinstance(v, (int, float)) for v in [report["best_value"], *report["trials"].values()])
+    assert not any(isinstance(v, str) for v in report.values())  # DVC metrics: numbers only
+    # the dashboard's axis says what is minimised, and the study says what "no skill" scores
+    assert study.metric_names == ["val_loss"]
+    persistence = study.user_attrs["persistence_val_loss"]
+    assert report["persistence_val_loss"] == persistence
     assert best["model"]["hidden_units"] == study.best_params["model.hidden_units"]
     assert best["train"]["steps"] == study.best_params["train.steps"]
     assert 2 <= best["model"]["hidden_units"] <= 8
@@ -70,15 +77,32 @@ def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
         assert int(child.data.params["model.hidden_units"]) == trial.params["model.hidden_units"]
         curve = client.get_metric_history(child.info.run_id, "val_loss")
         assert [m.step for m in curve][0] == 0
+        assert curve[0].value == pytest.approx(persistence, rel=1e-5)  # step 0 forecasts no change
         if trial.state == optuna.trial.TrialState.COMPLETE:
             assert child.data.metrics["best_val_loss"] == pytest.approx(trial.value)
-    assert parent.data.metrics["best_value"] == pytest.approx(study.best_value)
+    # parent and children share names: the best trial's values and loss sit in the children's columns
+    assert parent.data.metrics["best_val_loss"] == pytest.approx(study.best_value)
+    assert {k: parent.data.params[k] for k in study.best_params} == {
+        k: str(v) for k, v in study.best_params.items()}
+    assert parent.data.metrics["persistence_val_loss"] == pytest.approx(persistence)
     assert parent.data.metrics["trials_complete"] + parent.data.metrics["trials_pruned"] == 3
+    # one execution id for the parent and all its trials, though the stage ran by hand
+    assert {r.data.tags["pipeline_execution"] for r in runs} == {parent.data.tags["pipeline_execution"]}
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "optuna")}
     assert "optuna/optimization_history.png" in artifacts
     models = mlflow.search_logged_models(experiment_ids=[experiment], output_format="list")
-    assert [m.name for m in models] == ["best_model"]
+    best_units, best_steps = study.best_params["model.hidden_units"], study.best_params["train.steps"]
+    assert [m.name for m in models] == [
+        f"tune-best-lstm-h{best_units}-lr{study.best_params['train.learning_rate']:g}-s{best_steps}-x1"
+        .replace(".", "_")]
     assert models[0].source_run_id == parent.info.run_id
+    assert {m.key: m.value for m in models[0].metrics}["best_val_loss"] == pytest.approx(study.best_value)
+    # the execution's run in the `nextclose` experiment has the params and the study's figures
+    (execution,) = client.search_runs(
+        [client.get_experiment_by_name("nextclose").experiment_id],
+        filter_string=f"tags.pipeline_execution = '{parent.data.tags['pipeline_execution']}'")
+    assert execution.data.metrics["tune_best_val_loss"] == pytest.approx(study.best_value)
+    assert execution.data.params["tune.n_trials"] == "3" and execution.data.params["model.layers"] == "1"
 
     # Running again adds trials to the same study.
     capsys.readouterr()
@@ -297,8 +321,8 @@ def test_workers_share_a_study_in_a_postgresql_server(prepared, monkeypatch):
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state.is_finished() for t in study.trials)
     assert not (prepared / "optuna-journal.log").exists()
-    report = json.loads((prepared / "reports/tune.json").read_text())
-    assert report["storage"] == POSTGRES and report["study_name"] == study_name
+    where = json.loads((prepared / "reports/tune_study.json").read_text())
+    assert where["storage"] == POSTGRES and where["study_name"] == study_name
     best = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "optuna"), "best-trial",
          "--study-name", study_name, "--storage", POSTGRES, "-f", "json"],

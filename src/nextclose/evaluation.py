@@ -236,16 +236,19 @@ def _numbers(figures: dict[str, Any]) -> dict[str, float]:
 
 
 def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """metrics.json flattened for MLflow: the model's keys as they are, baselines as
-    ``persistence_rmse``, ``drift_mase``, ..."""
-    flat = _numbers(report)
+    """metrics.json flattened for MLflow: the headline ``rmse_ratio_persistence`` first (MLflow's
+    compare view plots the first metric a run logged), the model's other keys as they are, the
+    baselines' under ``baseline/`` (``baseline/drift_mase``) and the members' spread under
+    ``members/`` (``members/rmse_mean``, ``members/count``): the UI draws each prefix as a section."""
+    model = _numbers(report)
+    flat = {key: model.pop(key) for key in ("rmse_ratio_persistence",) if key in model} | model
     for name, scores in report.get("baselines", {}).items():
-        flat.update({f"{name}_{key}": value for key, value in _numbers(scores).items()})
-    for key, value in report.get("seeds", {}).items():  # rmse_mean, rmse_std, ..., seeds_count
+        flat.update({f"baseline/{name}_{key}": value for key, value in _numbers(scores).items()})
+    for key, value in report.get("seeds", {}).items():
         if isinstance(value, dict):
-            flat.update({f"{key}_{stat}": float(figure) for stat, figure in value.items()})
+            flat.update({f"members/{key}_{stat}": float(figure) for stat, figure in value.items()})
         else:
-            flat[f"seeds_{key}"] = float(value)
+            flat[f"members/{key}"] = float(value)
     return flat
 
 

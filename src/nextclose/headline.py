@@ -1,4 +1,6 @@
-"""The README's headline figures, written from the reports rather than typed by hand.
+"""The headline figures, written from the reports rather than typed by hand: the few numbers
+DVC compares (``reports/scores.json``, ``reports/backtest_scores.json``), those each stage adds to
+its execution's MLflow run, and the README's block.
 
 :func:`render` turns ``reports/backtest.json`` and ``reports/metrics.json`` into the Markdown
 block between :data:`BEGIN` and :data:`END` in README.md; ``make figures`` (this module's
@@ -82,6 +84,60 @@ def render(metrics: dict[str, Any], backtest: dict[str, Any]) -> str:
             "> " + evaluation.verdict(metrics),
         ]
     return "\n".join(lines)
+
+
+def test_scores(metrics: dict[str, Any]) -> dict[str, float]:
+    """``reports/scores.json``, the evaluate stage's DVC metric: the served model's test RMSE over
+    persistence's (the tutorial kind, scored in-sample: its per-day MSE)."""
+    if "rmse_ratio_persistence" in metrics:
+        return {"rmse_ratio": metrics["rmse_ratio_persistence"]}
+    return {"in_sample_mse_per_day": metrics["in_sample_mse_per_day"]}
+
+
+def backtest_scores(backtest: dict[str, Any]) -> dict[str, float]:
+    """``reports/backtest_scores.json``: the walk-forward RMSE over persistence's (none for an
+    empty backtest)."""
+    pooled = backtest.get("pooled", {})
+    return {"backtest_rmse_ratio": pooled["rmse_ratio_persistence"]} if "rmse_ratio_persistence" in pooled else {}
+
+
+def _members(prefix: str, seeds: dict[str, Any]) -> dict[str, float]:
+    ratio = seeds.get("rmse_ratio_persistence")
+    if not isinstance(ratio, dict):
+        return {}
+    return {f"{prefix}_rmse_ratio_members_mean": ratio["mean"], f"{prefix}_rmse_ratio_members_std": ratio["std"],
+            f"{prefix}_members_beat_persistence": seeds["beat_persistence"]}
+
+
+def test_execution_figures(metrics: dict[str, Any]) -> dict[str, float]:
+    """What the evaluate stage adds to its execution's MLflow run (``test_...``)."""
+    if "rmse_ratio_persistence" not in metrics:
+        return {"test_in_sample_mse_per_day": metrics["in_sample_mse_per_day"]}
+    low, high = metrics["rmse_ratio_ci95"]
+    return {
+        "test_rmse_ratio": metrics["rmse_ratio_persistence"],
+        "test_rmse_ratio_ci95_low": low, "test_rmse_ratio_ci95_high": high,
+        "test_dm_p_value": metrics["dm_p_value"],
+        "test_directional_accuracy": metrics["directional_accuracy"],
+        "test_interval_coverage": metrics["interval_coverage"],
+        **_members("test", metrics.get("seeds", {})),
+    }
+
+
+def backtest_execution_figures(backtest: dict[str, Any]) -> dict[str, float]:
+    """What the backtest stage adds to its execution's MLflow run (``backtest_...``)."""
+    pooled = backtest.get("pooled", {})
+    if "rmse_ratio_persistence" not in pooled:
+        return {}
+    low, high = pooled["rmse_ratio_ci95"]
+    return {
+        "backtest_rmse_ratio": pooled["rmse_ratio_persistence"],
+        "backtest_rmse_ratio_ci95_low": low, "backtest_rmse_ratio_ci95_high": high,
+        "backtest_dm_p_value": pooled["dm_p_value"],
+        "backtest_directional_accuracy": pooled["directional_accuracy"],
+        "backtest_interval_coverage": pooled["interval_coverage"],
+        **_members("backtest", backtest.get("seeds", {})),
+    }
 
 
 def replace_block(text: str, block: str, where: str = "README.md") -> str:

@@ -11,8 +11,9 @@ same content; readers turn the files back into the core's values.
   target dates), ``prepared.json`` (split dates, counts, normalisation, source hash).
 - ``models/``: ``model.keras``, ``train.json`` (the kind, steps, final figures)
   and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
-- ``reports/``: ``train_history.csv``, ``metrics.json``, ``predictions.csv``,
-  ``backtest.json``, ``backtest.csv``, ``best_params.yaml`` and ``tune.json``.
+- ``reports/``: ``train_history.csv``, ``metrics.json`` and ``scores.json`` (its headline),
+  ``predictions.csv``, ``backtest.json`` and ``backtest_scores.json``, ``backtest.csv``,
+  ``best_params.yaml``, ``tune.json`` (numbers) and ``tune_study.json`` (which study, where).
 - ``.nextclose/train_run.json``: the MLflow run and model that made ``models/`` (untracked).
 """
 
@@ -44,11 +45,16 @@ PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
 HISTORY_FILE = Path("reports/train_history.csv")
 METRICS_FILE = Path("reports/metrics.json")
+# DVC's metrics: numbers only, and few, so `dvc exp show --only-changed` fits a screen; the full
+# reports beside them are plain outputs (`dvc metrics show reports/metrics.json` still reads one).
+SCORES_FILE = Path("reports/scores.json")
+BACKTEST_SCORES_FILE = Path("reports/backtest_scores.json")
 PREDICTIONS_FILE = Path("reports/predictions.csv")
 BACKTEST_FILE = Path("reports/backtest.json")
 BACKTEST_TABLE_FILE = Path("reports/backtest.csv")
 BEST_PARAMS_FILE = Path("reports/best_params.yaml")
 TUNE_REPORT_FILE = Path("reports/tune.json")
+TUNE_STUDY_FILE = Path("reports/tune_study.json")
 
 MODEL_FILE = "model.keras"
 TRAIN_SUMMARY_FILE = "train.json"
@@ -58,8 +64,9 @@ TUTORIAL_STATE_FILE = "tutorial_state.npz"
 TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
 
 # Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
-OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE,
-           BACKTEST_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE, TUNE_REPORT_FILE, TRAIN_RUN_FILE)
+OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, METRICS_FILE, SCORES_FILE, PREDICTIONS_FILE,
+           BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE, TUNE_REPORT_FILE,
+           TUNE_STUDY_FILE, TRAIN_RUN_FILE)
 # Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -295,14 +302,17 @@ def predictions_csv(predictions: pd.DataFrame) -> str:
     return out.getvalue()
 
 
-def write_evaluation(commit: atomic.Commit, report: dict[str, object], predictions_text: str,
-                     metrics_file: Path = METRICS_FILE, predictions_file: Path = PREDICTIONS_FILE) -> None:
+def write_evaluation(commit: atomic.Commit, report: dict[str, object], scores: dict[str, float],
+                     predictions_text: str, metrics_file: Path = METRICS_FILE, scores_file: Path = SCORES_FILE,
+                     predictions_file: Path = PREDICTIONS_FILE) -> None:
     commit.write_json(metrics_file, report)
+    commit.write_json(scores_file, scores)
     commit.write_text(predictions_file, predictions_text)
 
 
-def write_backtest(commit: atomic.Commit, report: dict[str, object], table_text: str) -> None:
-    write_evaluation(commit, report, table_text, BACKTEST_FILE, BACKTEST_TABLE_FILE)
+def write_backtest(commit: atomic.Commit, report: dict[str, object], scores: dict[str, float],
+                   table_text: str) -> None:
+    write_evaluation(commit, report, scores, table_text, BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE)
 
 
 def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dict[str, Any]:
@@ -317,9 +327,12 @@ def best_params_document(study_name: str, best: Optional[dict[str, Any]]) -> dic
 
 
 def write_tune_reports(commit: atomic.Commit, best_params: dict[str, Any], report: dict[str, Any],
-                       best_file: Path = BEST_PARAMS_FILE, report_file: Path = TUNE_REPORT_FILE) -> None:
+                       study: dict[str, Any], best_file: Path = BEST_PARAMS_FILE,
+                       report_file: Path = TUNE_REPORT_FILE, study_file: Path = TUNE_STUDY_FILE) -> None:
+    """``report``: the figures (DVC metrics, numbers only); ``study``: its name, storage, MLflow run."""
     commit.write_text(best_file, yaml.safe_dump(best_params, sort_keys=False))
     commit.write_json(report_file, report)
+    commit.write_json(study_file, study)
 
 
 def read_best_params(path: Path = BEST_PARAMS_FILE) -> dict[tuple[str, str], Any]:

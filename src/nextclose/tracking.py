@@ -5,10 +5,13 @@ The only module besides the stage programs that calls MLflow's fluent API.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
+import json
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -164,7 +167,7 @@ def pipeline_execution_id() -> str:
     """One id shared by all stage runs of one pipeline execution (one ``dvc repro``/``exp run``).
 
     ``NEXTCLOSE_EXECUTION_ID`` sets it; under DVC it is derived from the DVC process;
-    a stage run by hand gets its own.
+    a stage run by hand gets its own (:func:`stage_run` reads it once; its nested runs copy it).
     """
     explicit = os.environ.get("NEXTCLOSE_EXECUTION_ID")
     if explicit:
@@ -175,12 +178,74 @@ def pipeline_execution_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
-def run_tags(stage: str) -> dict[str, str]:
+def _flat(document: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(document, dict):
+        return {prefix: document} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def changed_params(params_file: str | Path = "params.yaml") -> dict[str, Any]:
+    """``{"section.key": value}`` of the params that differ from the committed file (git HEAD):
+    what this execution varies. Empty outside git or when the file is not committed."""
+    import yaml
+
+    path = Path(params_file)
+    committed_text = _git("show", f"HEAD:./{path.as_posix()}") if not path.is_absolute() else None
+    if committed_text is None or not path.exists():
+        return {}
+    try:
+        committed = _flat(yaml.safe_load(committed_text) or {})
+        current = _flat(yaml.safe_load(path.read_text()) or {})
+    except yaml.YAMLError:
+        return {}
+    return {key: current.get(key) for key in sorted(set(committed) | set(current))
+            if current.get(key) != committed.get(key)}
+
+
+def describe_changes(changes: dict[str, Any], all_keys: Any = ()) -> str:
+    """``hidden_units=16 learning_rate=0.003``: each key by its last part unless another param
+    shares it (``base.seed`` and ``tune.seed`` stay whole)."""
+    leaves = collections.Counter(key.rsplit(".", 1)[-1] for key in {*all_keys, *changes})
+    words = []
+    for key, value in changes.items():
+        leaf = key.rsplit(".", 1)[-1]
+        shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        words.append(f"{leaf if leaves[leaf] == 1 else key}={shown}")
+    return " ".join(words)
+
+
+def execution_name(params_file: str | Path = "params.yaml") -> str:
+    """The name of this execution's runs: what changed, then the DVC experiment's name
+    (``hidden_units=16 [woozy-dado]``), or the commit (``main@c04d04b``) when nothing changed."""
+    import yaml
+
+    changes = changed_params(params_file)
+    try:
+        all_keys = _flat(yaml.safe_load(Path(params_file).read_text()) or {})
+    except (OSError, yaml.YAMLError):
+        all_keys = {}
+    described = describe_changes(changes, all_keys)
+    experiment = os.environ.get("DVC_EXP_NAME")
+    if described and experiment:
+        return f"{described} [{experiment}]"
+    if described or experiment:
+        return described or str(experiment)
+    commit = _git("rev-parse", "--short", "HEAD")
+    branch = _git("rev-parse", "--abbrev-ref", "HEAD")
+    if commit:
+        return f"{branch}@{commit}" if branch and branch != "HEAD" else commit
+    return "workspace"
+
+
+def run_tags(stage: str, execution: Optional[str] = None) -> dict[str, str]:
     """Tags every stage run carries, so the UI can group and filter runs (and a later run can
     tell that this one's process died: ``worker_host``, ``worker_pid``, ``worker_started``)."""
     from nextclose import processes
 
-    tags = {"stage": stage, "pipeline_execution": pipeline_execution_id()}
+    tags = {"stage": stage, "pipeline_execution": execution or pipeline_execution_id()}
     tags.update({f"worker_{key}": str(value) for key, value in processes.this_process().items()})
     commit = _git("rev-parse", "HEAD")
     if commit:
@@ -193,9 +258,177 @@ def run_tags(stage: str) -> dict[str, str]:
     return tags
 
 
+# The experiment of the whole pipeline: one run per execution, with every param and each
+# stage's headline figures, so one runs table answers "what changed, and what did it do?".
+PIPELINE_EXPERIMENT = EXPERIMENT_PREFIX
+# MLflow 3's UI opens an experiment on the view this tag names (GenAI traces when it is unset).
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+DESCRIPTIONS = {
+    PIPELINE_EXPERIMENT: (
+        "One run per pipeline execution (`dvc repro`, `dvc exp run`), named after what it changed: "
+        "every param, and the headline figures of the stages that ran. `test_rmse_ratio` is the "
+        "ensemble's test RMSE over persistence's (below 1: better than tomorrow = today); "
+        "`backtest_rmse_ratio` the same, walked forward. Each stage's own run is in `nextclose-<stage>`."
+    ),
+    f"{EXPERIMENT_PREFIX}-prepare": "The prepare stage: the bars read, checked and split; the windows built.",
+    f"{EXPERIMENT_PREFIX}-train": (
+        "The train stage: the ensemble's learning curve (`loss`, `val_loss`, per member), its best "
+        "validation loss, and the registered model."
+    ),
+    f"{EXPERIMENT_PREFIX}-evaluate": (
+        "The evaluate stage, on the test split: `rmse_ratio_persistence` is the model's RMSE over "
+        "persistence's; `dm_p_value` the one-sided Diebold-Mariano p-value; `baseline/...` the naive "
+        "forecasts' figures; `members/...` the members' spread."
+    ),
+    f"{EXPERIMENT_PREFIX}-backtest": (
+        "The walk-forward backtest: the ensemble retrained before each fold; pooled figures, "
+        "per-fold steps, baselines under `baseline/...`."
+    ),
+    f"{EXPERIMENT_PREFIX}-tune": (
+        "The Optuna search: a parent run per `nextclose tune`, a child run per trial; parent and "
+        "children share the param and metric names (`best_val_loss`: lower is better; "
+        "`persistence_val_loss`: the loss of forecasting no change)."
+    ),
+}
+
+
+# A saved view of an experiment's runs table (MLflow 3 reads it from the experiment tag
+# `mlflow.sharedViewState.<key>`): the columns that answer "what changed, what did it do",
+# sorted by the first metric. Open it from the page's view menu, or by URL (README: Tracking).
+VIEW_KEY = "nextclose"
+VIEW_NAME = "nextclose: what changed, and what it did"
+_TUNED = ("model.hidden_units", "train.learning_rate", "train.steps")
+VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # experiment: (metrics, params), shown in order
+    PIPELINE_EXPERIMENT: (
+        ("test_rmse_ratio", "test_rmse_ratio_members_mean", "test_rmse_ratio_members_std", "test_dm_p_value",
+         "backtest_rmse_ratio", "backtest_dm_p_value", "val_loss"),
+        (*_TUNED, "train.seeds", "model.kind"),
+    ),
+    f"{EXPERIMENT_PREFIX}-train": (("best_val_loss", "member_best_loss_mean", "member_best_loss_std"),
+                                   (*_TUNED, "train.seeds", "model.kind")),
+    f"{EXPERIMENT_PREFIX}-evaluate": (("rmse_ratio_persistence", "members/rmse_ratio_persistence_mean",
+                                       "members/rmse_ratio_persistence_std", "dm_p_value", "interval_coverage"),
+                                      (*_TUNED, "train.seeds")),
+    f"{EXPERIMENT_PREFIX}-backtest": (("rmse_ratio_persistence", "members/rmse_ratio_persistence_mean",
+                                       "dm_p_value", "interval_coverage"), (*_TUNED, "backtest.folds")),
+    f"{EXPERIMENT_PREFIX}-tune": (("best_val_loss", "persistence_val_loss"), _TUNED),
+}
+
+
+def view_tag(metrics: tuple[str, ...], params: tuple[str, ...]) -> str:
+    """The JSON of a saved view: these metric and param columns, sorted by the first metric."""
+    columns = [f"metrics.`{name}`" for name in metrics] + [f"params.`{name}`" for name in params]
+    state = {
+        "searchFilter": "", "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": True,
+        "selectedColumns": columns,
+        "columnWidths": {column: 60 + 7 * len(column) for column in columns},  # whole names in the header
+    }
+    return json.dumps({"name": VIEW_NAME, "createdAt": 0, "updatedAt": 0, "state": json.dumps(state)})
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, made (artifacts beside the default store) and labelled with
+    the view it opens on and its description. Call under :func:`store_lock`."""
+    import mlflow
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            client.create_experiment(name, artifact_location=artifact_root())
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a stage on another machine
+        experiment = client.get_experiment_by_name(name)
+    else:
+        check_artifact_location(experiment.artifact_location)
+    wanted = {EXPERIMENT_KIND[0]: EXPERIMENT_KIND[1]}
+    if name in DESCRIPTIONS:
+        wanted["mlflow.note.content"] = DESCRIPTIONS[name]
+    if name in VIEWS:
+        wanted[f"mlflow.sharedViewState.{VIEW_KEY}"] = view_tag(*VIEWS[name])
+    for key, value in wanted.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+    return experiment.experiment_id
+
+
+def execution_params(params: Any) -> dict[str, object]:
+    """Every param but the search's, resolved (``model.hidden_units`` 32 where params.yaml says
+    null), for the execution's run. The tune stage adds ``tune.*`` itself, its storage's password
+    masked."""
+    return {key: value for key, value in params.as_flat_dict().items() if not key.startswith("tune.")}
+
+
+def model_name(params: Any) -> str:
+    """A logged model's name that says what it is: ``lstm-h32-lr0_001-s3000-x5`` (kind, hidden
+    units, learning rate, steps, members; MLflow refuses a "." in the name)."""
+    model, train = params.model, params.train
+    rate = f"{train.learning_rate:g}".replace(".", "_")
+    return f"{model.kind}-h{model.hidden_units}-lr{rate}-s{train.steps}-x{train.seeds}"
+
+
+class StageRun:
+    """What a stage needs of its MLflow run: the run, and where its execution's figures go."""
+
+    def __init__(self, run: Any, stage: str, name: str):
+        self.run = run
+        self.stage = stage
+        self.name = name
+        self.info = run.info
+        self.data = run.data
+
+    @property
+    def execution(self) -> str:
+        return self.run.data.tags["pipeline_execution"]
+
+    def record(self, params: dict[str, object], metrics: dict[str, float]) -> str:
+        """Add params and headline figures to this execution's run in :data:`PIPELINE_EXPERIMENT`
+        (the first stage of the execution makes it); returns its id.
+
+        A param the execution's run already has with another value (a stage run again by hand
+        with ``NEXTCLOSE_EXECUTION_ID`` after editing params) keeps its first value, with a note.
+        """
+        import mlflow
+        from mlflow.entities import Metric, Param, RunTag
+
+        client = mlflow.MlflowClient()
+        with store_lock():
+            experiment_id = ensure_experiment(client, PIPELINE_EXPERIMENT)
+            found = client.search_runs(
+                [experiment_id], filter_string=f"tags.pipeline_execution = '{self.execution}'", max_results=1)
+            if found:
+                run = found[0]
+            else:
+                tags = {k: v for k, v in self.run.data.tags.items() if not k.startswith(("mlflow.", "worker_"))}
+                tags.pop("stage", None)
+                run = client.create_run(experiment_id, run_name=self.name, tags=tags)
+        run_id = run.info.run_id
+        logged = run.data.params
+        clashes = sorted(k for k, v in params.items() if k in logged and logged[k] != str(v))
+        if clashes:
+            print(f"note: execution {self.execution} already ran with other values of {', '.join(clashes)}; "
+                  f"its run {run_id} keeps the first")
+        now = int(time.time() * 1000)
+        stage_runs = {k: v for k, v in run.data.tags.items() if k.startswith("stage_run.")}
+        stage_runs[f"stage_run.{self.stage}"] = f"{self.info.experiment_id}/{self.info.run_id}"
+        note = "Stage runs of this execution: " + ", ".join(
+            f"[{key.split('.', 1)[1]}](#/experiments/{value.replace('/', '/runs/')})"
+            for key, value in sorted(stage_runs.items()))
+        client.log_batch(
+            run_id,
+            metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
+            params=[Param(key, str(value)) for key, value in params.items() if key not in logged],
+            tags=[RunTag(key, value) for key, value in stage_runs.items()]
+            + [RunTag("mlflow.note.content", note)],
+        )
+        client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+
 @contextlib.contextmanager
-def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[Any]:
-    """Open the MLflow run of one stage in the experiment ``nextclose-<stage>``.
+def stage_run(stage: str, run_name: Optional[str] = None,
+              params_file: str | Path = "params.yaml") -> Iterator[StageRun]:
+    """Open the MLflow run of one stage in the experiment ``nextclose-<stage>``, named after
+    what this execution changed (:func:`execution_name`) unless ``run_name`` is given.
 
     One experiment per stage kind keeps the UI's compare view meaningful: every
     run in it has the same params and metrics as columns.
@@ -207,17 +440,11 @@ def stage_run(stage: str, run_name: Optional[str] = None) -> Iterator[Any]:
         client = open_client()
         for note in mark_dead_runs(client):
             print(f"note: {note}")
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            try:
-                client.create_experiment(name, artifact_location=artifact_root())
-            except mlflow.exceptions.MlflowException:
-                pass  # created meanwhile by a stage on another machine
-        else:
-            check_artifact_location(experiment.artifact_location)
+        ensure_experiment(client, name)
     mlflow.set_experiment(name)
-    with mlflow.start_run(run_name=run_name, tags=run_tags(stage)) as run:
-        yield run
+    execution = execution_name(params_file)
+    with mlflow.start_run(run_name=run_name or execution, tags=run_tags(stage)) as run:
+        yield StageRun(run, stage, execution)
 
 
 class _KerasFlavour:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from nextclose import atomic, backtest, layout, plots
+from nextclose import atomic, backtest, headline, layout, plots
 from nextclose.params import Params
 
 
@@ -29,11 +29,12 @@ def main(params: Params) -> None:
     if params.model.kind != "lstm":
         # The tutorial's network trains and scores in-sample on one sequence: there is no
         # held-out day to walk forward to. An empty backtest keeps `dvc repro` whole.
-        with tracking.stage_run("backtest", run_name=f"backtest-{params.model.kind}"):
+        with tracking.stage_run("backtest") as run:
             mlflow.set_tag("mlflow.note.content", f"model.kind {params.model.kind}: nothing to backtest")
             with atomic.Commit() as commit:
-                layout.write_backtest(commit, backtest.empty_report(),
+                layout.write_backtest(commit, backtest.empty_report(), {},
                                       layout.predictions_csv(backtest.table([])))
+            run.record(tracking.execution_params(params), {})
         print(f"backtest: model.kind {params.model.kind} trains and scores in-sample; nothing to walk forward "
               f"(wrote an empty {layout.BACKTEST_FILE})")
         return
@@ -44,10 +45,11 @@ def main(params: Params) -> None:
     days, validation_days = backtest.resolve_lengths(params.backtest, splits)
     folds = backtest.plan_folds(len(samples.targets), days, params.backtest.folds, validation_days)
 
-    with tracking.stage_run("backtest", run_name="backtest-lstm") as run:
+    with tracking.stage_run("backtest") as run:
         mlflow.log_params(params.section_dict("base", "model", "train", "backtest", "evaluate")
                           | {"features.window": params.features.window, "backtest.days_resolved": days,
                              "backtest.validation_days_resolved": validation_days})
+
         def train_ensemble(train: Any, validation: Any, normalisation: Any) -> Any:
             """The train stage's training, on the fold's past (every fold from base.seed)."""
             return training.train_lstm(train, validation, normalisation, params.model, params.train,
@@ -71,6 +73,7 @@ def main(params: Params) -> None:
         mlflow.log_dict(report, "backtest.json")
         mlflow.log_text(table_text, "backtest.csv")
         with atomic.Commit() as commit:
-            layout.write_backtest(commit, report, table_text)
+            layout.write_backtest(commit, report, headline.backtest_scores(report), table_text)
+        run.record(tracking.execution_params(params), headline.backtest_execution_figures(report))
     print(backtest.summary_table(report))
     print(f"backtest of {len(folds)} folds in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from nextclose import atomic, evaluation, layout, plots
+from nextclose import atomic, evaluation, headline, layout, plots
 from nextclose.params import Params
 
 
@@ -65,9 +65,10 @@ def main(params: Params) -> None:
     history = layout.read_history()
     csv_text = layout.predictions_csv(result.predictions)
 
-    with tracking.stage_run("evaluate", run_name=f"evaluate-{kind}") as run:
+    with tracking.stage_run("evaluate") as run:
         client = mlflow.MlflowClient()
-        mlflow.log_params(params.section_dict("evaluate") | {"model.kind": kind})
+        # every param, not only evaluate's: this run's table then shows what the model was trained with
+        mlflow.log_params(tracking.execution_params(params) | {"model.kind": kind})
         mlflow.log_params({f"fitted.{key}": value for key, value in result.fitted.items()})
         mlflow.set_tag("evaluated_on", "in-sample" if kind == "tutorial" else "test")
         # with the model's id, the metrics also show on the model's page
@@ -81,6 +82,7 @@ def main(params: Params) -> None:
         # Files last, in one commit, inside the run: a kill before it leaves the old files and a
         # run that never finished (the next run marks it KILLED).
         with atomic.Commit() as commit:
-            layout.write_evaluation(commit, result.report, csv_text)
+            layout.write_evaluation(commit, result.report, headline.test_scores(result.report), csv_text)
+        run.record(tracking.execution_params(params), headline.test_execution_figures(result.report))
     print(evaluation.summary_table(result.report))
     print(f"evaluated {kind} in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")

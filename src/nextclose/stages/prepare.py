@@ -84,7 +84,7 @@ def main(params: Params) -> None:
         f"to {summary['last_date']}: "
         + ", ".join(f"{n} {s['samples']} samples" for n, s in summary["splits"].items())
     )
-    with tracking.stage_run("prepare"):
+    with tracking.stage_run("prepare") as run:
         mlflow.log_params(params.section_dict("data", "split", "features"))
         mlflow.log_metric("rows", summary["rows"])
         mlflow.log_metric("tutorial_steps", summary["tutorial"]["steps"])
@@ -117,3 +117,4 @@ def main(params: Params) -> None:
             if not loaded.reused:
                 layout.write_raw(commit, loaded.table, loaded.metadata)
             layout.write_prepared(commit, prepared)
+        run.record(tracking.execution_params(params), {})

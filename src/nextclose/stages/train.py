@@ -70,7 +70,7 @@ def main(params: Params) -> None:
 
     data = layout.read_training_data()
     tutorial_kind = params.model.kind == "tutorial"
-    with tracking.stage_run("train", run_name=f"train-{params.model.kind}") as run:
+    with tracking.stage_run("train") as run:
         mlflow.log_params(params.section_dict("base", "model", "train"))
         mlflow.log_param("features.window", params.features.window)
         progress = Progress(params.train.steps, params.train.log_every, params.model.kind)
@@ -126,9 +126,13 @@ def main(params: Params) -> None:
             input_example = data.validation.inputs[:5]
         name = registry.registered_name(params.model.kind)
         logged = tracking.log_keras_model(
-            result.model, input_example, registered_model_name=name,
+            result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
             exported=True,  # the ensembles are custom classes; their graph loads without nextclose
         )
+        final_figures = ({"final_cost": final.loss} if tutorial_kind else
+                         {"best_val_loss": result.best_loss, "best_step": result.best_step,
+                          "steps_run": result.steps_run})
+        mlflow.log_metrics(final_figures, model_id=logged.model_id)  # the Models tab shows these
         # .nextclose/train_run.json: which run and model made models/ (new on every run)
         ids = {
             "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
@@ -144,6 +148,13 @@ def main(params: Params) -> None:
             layout.write_history(commit, result.history, with_validation=not tutorial_kind)
             layout.write_train_run(commit, ids)
         mlflow.log_artifact(str(layout.HISTORY_FILE))
+        if tutorial_kind:
+            figures = {"train_final_cost": final.loss}
+        else:
+            figures = {"val_loss": result.best_loss} | (
+                {"val_loss_members_mean": spread["mean"], "val_loss_members_std": spread["std"]}
+                if len(result.member_seeds) > 1 else {})
+        run.record(tracking.execution_params(params), figures)
     members = len(result.member_seeds)
     if tutorial_kind:
         where = f"final cost {final.loss:.6g}"

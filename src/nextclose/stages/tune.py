@@ -8,7 +8,8 @@ storage shared by every worker; one MLflow parent run per invocation holds a nes
 trial.
 
 Writes ``reports/best_params.yaml`` (the best values, for ``nextclose
-apply-best``) and ``reports/tune.json`` (best value, trials by state, study).
+apply-best``), ``reports/tune.json`` (DVC metrics: the best value, persistence's, trials by state)
+and ``reports/tune_study.json`` (which study, in which storage, and the MLflow parent run).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import warnings
 from typing import Any, Callable, Optional
 
+import numpy as np
 import optuna
 
 from nextclose import atomic, layout, tracking, training
@@ -25,6 +27,16 @@ from nextclose.features import TrainingData
 from nextclose.params import Params
 
 log = logging.getLogger("nextclose.tune")
+
+
+OBJECTIVE_NAME = "val_loss"
+
+
+def persistence_val_loss(data: TrainingData) -> float:
+    """The validation loss of forecasting no change: the trained ensembles' loss (squared
+    log-return error over the training target scale) of a forecast of zero."""
+    scaled = data.validation.targets.astype(np.float64) / data.normalisation.target_scale
+    return float(np.mean(np.square(scaled)))
 
 
 def make_objective(
@@ -37,9 +49,11 @@ def make_objective(
         values = studies.suggest_params(trial, params.tune)
         trial_params = studies.with_trial_values(params, values)
         with studies.Heartbeat(study, trial):
+            parent = mlflow.active_run()
+            execution = parent.data.tags.get("pipeline_execution") if parent is not None else None
             child = mlflow.start_run(
                 run_name=f"trial-{trial.number}", nested=True,
-                tags={**tracking.run_tags("tune"), "optuna_trial": str(trial.number),
+                tags={**tracking.run_tags("tune", execution), "optuna_trial": str(trial.number),
                       "optuna_study": study.study_name},
             )
             trial.set_user_attr("mlflow_run_id", child.info.run_id)
@@ -139,7 +153,14 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)  # each trial traces its own functions; no news
-    with tracking.stage_run("tune", run_name=f"tune-{study.study_name}") as parent:
+    # The loss of forecasting "no change" on validation (every trial's step 0): the figure a
+    # trial must beat, which the dashboard and the runs show beside the trials' values.
+    persistence = persistence_val_loss(data)
+    with warnings.catch_warnings():  # experimental in Optuna 4; the dashboard labels its axis with it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([OBJECTIVE_NAME])
+    study.set_user_attr("persistence_val_loss", persistence)
+    with tracking.stage_run("tune") as parent:
         # tune.storage may hold a password: MLflow (and the models logged in this run) get it masked
         tune_params = params.section_dict("tune")
         if tune_params["tune.storage"] is not None:
@@ -147,6 +168,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
         mlflow.log_params(tune_params)
         mlflow.log_params({"tune.n_trials_run": trials, "study": study.study_name})
         mlflow.set_tags({"optuna_study": study.study_name, "optuna_storage": shown})
+        mlflow.log_metric("persistence_val_loss", persistence)
 
         def report(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             value = "" if trial.value is None else f" val_loss {trial.value:.4f}"
@@ -161,29 +183,36 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
         best = studies.best_values(study)
         mlflow.log_metrics({f"trials_{state}": n for state, n in counts.items()})
         if best is not None:
-            mlflow.log_metric("best_value", best["value"])
-            mlflow.log_params({f"best.{k}": v for k, v in best["params"].items()})
+            # the children's names: one column holds a trial's values and the study's best
+            mlflow.log_metric("best_val_loss", best["value"])
+            mlflow.log_params(best["params"])
             mlflow.set_tag("best_trial", str(best["trial"]))
             # Training is deterministic, so retraining the best values gives the best trial's model.
             best_params = studies.with_trial_values(params, best["params"])
             best_model = training.train_model(
                 data, best_params.model, best_params.train, best_params.base.seed).model
-            tracking.log_keras_model(best_model, data.validation.inputs[:5], name="best_model", exported=True)
+            logged = tracking.log_keras_model(best_model, data.validation.inputs[:5],
+                                              name=f"tune-best-{tracking.model_name(best_params)}", exported=True)
+            mlflow.log_metric("best_val_loss", best["value"], model_id=logged.model_id)
         log_study_figures(study)
 
-        report_json = {
-            "study_name": study.study_name,
-            "storage": shown,
+        report_json: dict[str, Any] = {  # DVC metrics: numbers only
             "best_value": None if best is None else best["value"],
             "best_trial": None if best is None else best["trial"],
+            "persistence_val_loss": persistence,
             "trials": counts,
             "trials_total": sum(counts.values()),
-            "mlflow_run_id": parent.info.run_id,
         }
+        study_json = {"study_name": study.study_name, "storage": shown, "mlflow_run_id": parent.info.run_id}
         with atomic.Commit() as commit:
-            layout.write_tune_reports(commit, layout.best_params_document(study.study_name, best), report_json)
+            layout.write_tune_reports(commit, layout.best_params_document(study.study_name, best), report_json,
+                                      study_json)
         mlflow.log_artifact(str(layout.BEST_PARAMS_FILE))
-    return report_json
+        figures = {"tune_persistence_val_loss": persistence, "tune_trials": report_json["trials_total"]}
+        if best is not None:
+            figures["tune_best_val_loss"] = best["value"]
+        parent.record(tracking.execution_params(params) | tune_params, figures)
+    return report_json | study_json
 
 
 def main(params: Params, n_trials: Optional[int] = None) -> None:
