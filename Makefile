@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run figures test lint mutate bench clean
+.PHONY: install run figures screenshots test lint mutate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(STAMP)
 # The README's headline figures, from the reports `make run` wrote (tests/test_readme.py checks them).
 figures: $(STAMP)
 	$(BIN)/python -m nextclose.headline
+
+# docs/*.png, the README's pictures of the MLflow UI, optuna-dashboard and `dvc plots show`, from
+# this workspace's stores, with headless Chromium (Debian: apt-get install chromium).
+screenshots: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/screenshots.py
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
