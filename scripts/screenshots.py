@@ -60,7 +60,7 @@ def chromium() -> str:
     raise SystemExit("headless Chromium is needed: apt-get install chromium (Debian) or put it on PATH")
 
 
-def shoot(url: str, out: Path, size: str = "1800,1000", budget_ms: int = 15000) -> None:
+def shoot(url: str, out: Path, size: str = "2800,800", budget_ms: int = 15000) -> None:
     """One screenshot; the virtual time budget lets the single-page apps fetch and draw."""
     with tempfile.TemporaryDirectory() as profile:
         done = subprocess.run(
@@ -99,7 +99,7 @@ def mlflow_shots(root: Path, docs: Path, scratch: Path) -> None:
         runs = json.dumps([r.info.run_id for r in latest])
         shoot(f"{base}/#/compare-runs?runs={urllib.request.quote(runs)}"
               f"&experiments={urllib.request.quote(json.dumps([pipeline.experiment_id]))}",
-              docs / "mlflow-compare.png", size="1800,1400")
+              docs / "mlflow-compare.png", size="2400,1400")
         shoot(f"{base}/#/experiments/{train.experiment_id}/models?workflowType=machine_learning",
               docs / "mlflow-models.png")
     finally:

@@ -61,6 +61,11 @@ def test_lstm_train_stage(workspace, capsys):
     # The logged model is a Keras-flavour LoggedModel that pyfunc loads and predicts with.
     logged = mlflow.get_logged_model(trained_by["model_id"])
     assert logged.source_run_id == run.info.run_id
+    assert logged.name == "lstm-h4-lr0_001-s60-x2"
+    # the Models tab shows the model's own figures: the curve at its best step, not the untrained start
+    linked = {metric.key: metric for metric in logged.metrics}
+    assert linked["best_val_loss"].value == pytest.approx(summary["best_val_loss"])
+    assert linked["val_loss"].step == summary["best_step"] > 0
     pyfunc_model = mlflow.pyfunc.load_model(trained_by["model_uri"])
     assert pyfunc_model.metadata.get_input_schema() is not None
     x = read_windows(workspace / "data/prepared")["test"].inputs

@@ -300,8 +300,8 @@ VIEW_NAME = "nextclose: what changed, and what it did"
 _TUNED = ("model.hidden_units", "train.learning_rate", "train.steps")
 VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # experiment: (metrics, params), shown in order
     PIPELINE_EXPERIMENT: (
-        ("test_rmse_ratio", "test_rmse_ratio_members_mean", "test_rmse_ratio_members_std", "test_dm_p_value",
-         "backtest_rmse_ratio", "backtest_dm_p_value", "val_loss"),
+        ("test_rmse_ratio", "test_rmse_ratio_members_mean", "test_rmse_ratio_members_std", "backtest_rmse_ratio",
+         "test_dm_p_value", "backtest_dm_p_value", "val_loss"),
         (*_TUNED, "train.seeds", "model.kind"),
     ),
     f"{EXPERIMENT_PREFIX}-train": (("best_val_loss", "member_best_loss_mean", "member_best_loss_std"),
@@ -317,11 +317,13 @@ VIEWS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # experiment: (me
 
 def view_tag(metrics: tuple[str, ...], params: tuple[str, ...]) -> str:
     """The JSON of a saved view: these metric and param columns, sorted by the first metric."""
-    columns = [f"metrics.`{name}`" for name in metrics] + [f"params.`{name}`" for name in params]
+    named = {f"metrics.`{name}`": name for name in metrics} | {f"params.`{name}`": name for name in params}
+    columns = list(named)
     state = {
-        "searchFilter": "", "orderByKey": f"metrics.`{metrics[0]}`", "orderByAsc": True,
+        "searchFilter": "", "orderByKey": columns[0], "orderByAsc": True,
         "selectedColumns": columns,
-        "columnWidths": {column: 60 + 7 * len(column) for column in columns},  # whole names in the header
+        "columnOrder": columns,  # the UI would sort each group by name
+        "columnWidths": {column: 36 + 7 * len(name) for column, name in named.items()},  # whole names shown
     }
     return json.dumps({"name": VIEW_NAME, "createdAt": 0, "updatedAt": 0, "state": json.dumps(state)})
 
@@ -487,12 +489,14 @@ def model_requirements() -> list[str]:
 
 def log_keras_model(
     model, input_example, name: str = "model", registered_model_name: Optional[str] = None,
-    exported: bool = False,
+    exported: bool = False, step: int = 0,
 ):
     """Log a Keras model as an MLflow LoggedModel (Keras flavour, signature, input example).
 
     ``exported`` stores the model as a compiled TensorFlow graph instead of a ``.keras``
     file, for networks with custom classes: it then loads where nextclose is not installed.
+    MLflow links the run's metrics at ``step`` to the model: give the step the model is from
+    (by default, step 0 would show the untrained network's losses beside it).
     """
     import keras
     import numpy as np
@@ -511,4 +515,5 @@ def log_keras_model(
         pip_requirements=model_requirements(),
         registered_model_name=registered_model_name,
         save_exported_model=exported,
+        step=step,
     )

@@ -128,6 +128,7 @@ def main(params: Params) -> None:
         logged = tracking.log_keras_model(
             result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
             exported=True,  # the ensembles are custom classes; their graph loads without nextclose
+            step=final.step if tutorial_kind else result.best_step,  # the curve's point the model is
         )
         final_figures = ({"final_cost": final.loss} if tutorial_kind else
                          {"best_val_loss": result.best_loss, "best_step": result.best_step,
