@@ -73,7 +73,7 @@ The builds bundle small libraries under their own permissive licences (d3 module
 vega-expression's parser, based on Esprima: BSD-2-Clause;
 fast-json-patch, (c) 2017-2021 Joachim Wester: MIT, its notice kept inline below;
 json-stringify-pretty-compact: MIT; semver: ISC; vega-themes, vega-tooltip: BSD-3-Clause).
-Panel itself: BSD-3-Clause, Copyright (c) Anaconda, Inc. and the HoloViz developers."""
+Panel itself: BSD-3-Clause, Copyright (c) 2018, HoloViz team (holoviz.org)."""
 
 PAGE = """\
 <!DOCTYPE html>
