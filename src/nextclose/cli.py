@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -20,6 +22,59 @@ STAGES = {
     "backtest": "walk-forward backtest: retrain before each fold, forecast its days (reports/backtest.json)",
     "tune": "search hidden units, learning rate and steps with Optuna (reports/best_params.yaml)",
 }
+
+
+# The stages that run TensorFlow (prepare does not import it).
+TENSORFLOW_STAGES = ("train", "evaluate", "backtest", "tune")
+TENSORFLOW_MODULE = "tensorflow"
+
+# TensorFlow's native libraries log a few lines while they load (oneDNN is on, twice, and on a
+# build with CUDA the GPU probing), before its logging is set up: TF_CPP_MIN_LOG_LEVEL does not
+# reach them. They are absl records, "I0000 00:00:1795833539.796403    2806 port.cc:153] ...",
+# after absl's notice that such early lines go to stderr.
+TF_RECORD = re.compile(rb"^([IWEF])\d{4} \d\d:\d\d:[\d.]+ +\d+ [^\s\]]+:\d+\] ")
+SEVERITY = {b"I": 0, b"W": 1, b"E": 2, b"F": 3}
+ABSL_NOTICE = b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+
+
+def kept_startup_line(line: bytes, min_level: int) -> bool:
+    """Whether a line TensorFlow wrote while loading is shown at ``TF_CPP_MIN_LOG_LEVEL=min_level``:
+    its records below that level and absl's notice (when any level is set) are dropped; anything
+    else, our own output or a Python warning included, is kept."""
+    if min_level >= 1 and line.rstrip(b"\r\n") == ABSL_NOTICE:
+        return False
+    record = TF_RECORD.match(line)
+    return record is None or SEVERITY[record.group(1)] >= min_level
+
+
+def import_tensorflow() -> None:
+    """Import TensorFlow with TF_CPP_MIN_LOG_LEVEL applied to the lines it logs while loading.
+
+    The process's stderr (file descriptor 2, where the native libraries write) goes to a
+    temporary file for the import only; then every line of it is written back to stderr but the
+    records below the level. At the default level (2) that drops the INFO lines and keeps
+    warnings and errors; ``TF_CPP_MIN_LOG_LEVEL=0`` shows every line. One limit: a process
+    killed inside the import (TensorFlow aborts on a CPU without the instructions it was built
+    for) loses what the import wrote.
+    """
+    try:
+        min_level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        min_level = 0
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            importlib.import_module(TENSORFLOW_MODULE)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured:
+                if kept_startup_line(line, min_level):
+                    os.write(2, line)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up chatter hides our own messages; users can lower this again.
+    # TensorFlow's C++ INFO and WARNING lines hide our own messages; errors still show.
+    # A user's own setting wins: TF_CPP_MIN_LOG_LEVEL=0 shows them all (see import_tensorflow).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         # A stage killed mid-commit left its outputs half-replaced: finish or undo that first.
@@ -79,6 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             apply_best.main(args.params, args.best)
             return 0
         params = load_params(args.params)
+        if args.command in TENSORFLOW_STAGES:
+            import_tensorflow()
         stage = importlib.import_module(f"nextclose.stages.{args.command}")
         if args.command == "tune":
             if args.n_trials is not None and args.n_trials < 1:
