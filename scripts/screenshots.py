@@ -84,7 +84,8 @@ def mlflow_shots(root: Path, docs: Path, scratch: Path) -> None:
     train = client.get_experiment_by_name("nextclose-train")
     if pipeline is None or train is None:
         raise SystemExit(f"{root / 'mlflow.db'} has no nextclose runs yet: run `dvc repro` first")
-    latest = client.search_runs([pipeline.experiment_id], order_by=["attributes.start_time DESC"], max_results=3)
+    latest = client.search_runs([pipeline.experiment_id], filter_string="metrics.test_rmse_ratio > 0",
+                                order_by=["attributes.start_time DESC"], max_results=3)  # evaluated ones
     port = free_port()
     server = subprocess.Popen(
         [str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{database}",
@@ -135,7 +136,7 @@ def dvc_plots_shot(root: Path, docs: Path, scratch: Path) -> None:
                           capture_output=True, text=True, env=os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"})
     if done.returncode != 0:
         raise SystemExit(f"dvc plots show failed:\n{done.stderr[-2000:]}")
-    shoot((out / "index.html").as_uri(), docs / "dvc-plots.png", size="1400,2400")
+    shoot((out / "index.html").as_uri(), docs / "dvc-plots.png", size="1400,820")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -114,7 +114,7 @@ def test_stages_of_one_execution_fill_one_run_of_the_pipeline_experiment(workspa
     assert execution.info.status == "FINISHED"
     assert execution.data.metrics == {"val_loss": 1.3, "test_rmse_ratio": 0.99}
     assert execution.data.params["model.hidden_units"] == "4"  # resolved, as trained
-    assert not any(key.startswith("tune.") for key in execution.data.params)
+    assert "tune.storage" not in execution.data.params and execution.data.params["tune.n_trials"] == "3"
     assert execution.data.tags["pipeline_execution"] == "exec-7" and "stage" not in execution.data.tags
     assert execution.data.tags["stage_run.train"] == f"{train.info.experiment_id}/{train.info.run_id}"
     assert f"/runs/{evaluate.info.run_id})" in execution.data.tags["mlflow.note.content"]

@@ -354,10 +354,9 @@ def ensure_experiment(client: Any, name: str) -> str:
 
 
 def execution_params(params: Any) -> dict[str, object]:
-    """Every param but the search's, resolved (``model.hidden_units`` 32 where params.yaml says
-    null), for the execution's run. The tune stage adds ``tune.*`` itself, its storage's password
-    masked."""
-    return {key: value for key, value in params.as_flat_dict().items() if not key.startswith("tune.")}
+    """Every param, resolved (``model.hidden_units`` 32 where params.yaml says null), for the
+    execution's run; but ``tune.storage``, which may hold a password: the tune stage adds it masked."""
+    return {key: value for key, value in params.as_flat_dict().items() if key != "tune.storage"}
 
 
 def model_name(params: Any) -> str:

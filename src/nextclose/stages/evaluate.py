@@ -83,6 +83,7 @@ def main(params: Params) -> None:
         # run that never finished (the next run marks it KILLED).
         with atomic.Commit() as commit:
             layout.write_evaluation(commit, result.report, headline.test_scores(result.report), csv_text)
-        run.record(tracking.execution_params(params), headline.test_execution_figures(result.report))
+        validation = {"val_loss": train["best_val_loss"]} if "best_val_loss" in train else {}
+        run.record(tracking.execution_params(params), headline.test_execution_figures(result.report) | validation)
     print(evaluation.summary_table(result.report))
     print(f"evaluated {kind} in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")

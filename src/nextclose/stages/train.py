@@ -149,13 +149,9 @@ def main(params: Params) -> None:
             layout.write_history(commit, result.history, with_validation=not tutorial_kind)
             layout.write_train_run(commit, ids)
         mlflow.log_artifact(str(layout.HISTORY_FILE))
-        if tutorial_kind:
-            figures = {"train_final_cost": final.loss}
-        else:
-            figures = {"val_loss": result.best_loss} | (
-                {"val_loss_members_mean": spread["mean"], "val_loss_members_std": spread["std"]}
-                if len(result.member_seeds) > 1 else {})
-        run.record(tracking.execution_params(params), figures)
+        # the params only: evaluate adds the validation loss after the test figures, so that the
+        # test figure is the execution's first metric, the one MLflow's compare view plots
+        run.record(tracking.execution_params(params), {})
     members = len(result.member_seeds)
     if tutorial_kind:
         where = f"final cost {final.loss:.6g}"
