@@ -260,11 +260,15 @@ def test_exp_run_temp_and_queue_land_in_the_workspace_stores(pipeline):
         assert {"test_rmse_ratio_members_mean", "test_rmse_ratio_members_std", "backtest_rmse_ratio",
                 "val_loss"} <= set(execution.data.metrics)
     assert queued.data.params["train.learning_rate"] == "0.002"
+    # DVC shows the values the nulls resolved to
+    resolved = run(["dvc", "params", "diff", "--all", "--targets", "reports/resolved_params.yaml"], repo)
+    assert "model.hidden_units" in resolved and "4" in resolved, resolved
 
     # ... and `dvc exp show --only-changed` fits a 120-column terminal for the two-param change,
-    # once the changed data dependencies' hashes (models/, the learning curve) are dropped
-    shown = run(["dvc", "exp", "show", "--only-changed", "--drop", "models|reports/train_history.csv",
-                 "--no-pager"], repo, columns=120)
+    # once the changed data dependencies' hashes (models/, the learning curve) and the resolved
+    # params (which repeat the changed ones) are dropped
+    shown = run(["dvc", "exp", "show", "--only-changed", "--drop", "models|reports/.*", "--no-pager"],
+                repo, columns=120)
     assert max(len(line) for line in shown.splitlines()) <= 120 and "…" not in shown, shown
     header = next(line for line in shown.splitlines() if "Experiment" in line).split()
     assert header == ["Experiment", "Created", "rmse_ratio", "backtest_rmse_ratio", "model.hidden_units",

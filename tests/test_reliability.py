@@ -62,7 +62,7 @@ RENAMES = {
     "prepare": [".nextclose-commit.json", "data/.raw.nextclose.old", "data/raw",
                 "data/.prepared.nextclose.old", "data/prepared"],
     "train": [".nextclose-commit.json", ".models.nextclose.old", "models", "reports/train_history.csv",
-              ".nextclose/train_run.json", "training"],
+              "reports/resolved_params.yaml", ".nextclose/train_run.json", "training"],
     "evaluate": [".nextclose-commit.json", "reports/metrics.json", "reports/scores.json", "reports/predictions.csv"],
     "backtest": [".nextclose-commit.json", "reports/backtest.json", "reports/backtest_scores.json",
                  "reports/backtest.csv"],
@@ -70,7 +70,7 @@ RENAMES = {
 }
 OUTPUTS = {
     "prepare": ["data/raw", "data/prepared"],
-    "train": ["models", "reports/train_history.csv", ".nextclose/train_run.json"],
+    "train": ["models", "reports/train_history.csv", "reports/resolved_params.yaml", ".nextclose/train_run.json"],
     "evaluate": ["reports/metrics.json", "reports/scores.json", "reports/predictions.csv"],
     "backtest": ["reports/backtest.json", "reports/backtest_scores.json", "reports/backtest.csv"],
     "tune": ["reports/best_params.yaml", "reports/tune.json", "reports/tune_study.json"],

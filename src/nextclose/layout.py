@@ -11,7 +11,7 @@ same content; readers turn the files back into the core's values.
   target dates), ``prepared.json`` (split dates, counts, normalisation, source hash).
 - ``models/``: ``model.keras``, ``train.json`` (the kind, steps, final figures)
   and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
-- ``reports/``: ``train_history.csv``, ``metrics.json`` and ``scores.json`` (its headline),
+- ``reports/``: ``train_history.csv``, ``resolved_params.yaml``, ``metrics.json`` and ``scores.json`` (its headline),
   ``predictions.csv``, ``backtest.json`` and ``backtest_scores.json``, ``backtest.csv``,
   ``best_params.yaml``, ``tune.json`` (numbers) and ``tune_study.json`` (which study, where).
 - ``.nextclose/train_run.json``: the MLflow run and model that made ``models/`` (untracked).
@@ -44,6 +44,9 @@ RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
 HISTORY_FILE = Path("reports/train_history.csv")
+# What params.yaml's nulls resolve to (the kind's defaults): a top-level params file of dvc.yaml,
+# so `dvc exp show` and `dvc params diff` show the values used beside the nulls.
+RESOLVED_PARAMS_FILE = Path("reports/resolved_params.yaml")
 METRICS_FILE = Path("reports/metrics.json")
 # DVC's metrics: numbers only, and few, so `dvc exp show --only-changed` fits a screen; the full
 # reports beside them are plain outputs (`dvc metrics show reports/metrics.json` still reads one).
@@ -64,9 +67,9 @@ TUTORIAL_STATE_FILE = "tutorial_state.npz"
 TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
 
 # Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
-OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, METRICS_FILE, SCORES_FILE, PREDICTIONS_FILE,
-           BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE, TUNE_REPORT_FILE,
-           TUNE_STUDY_FILE, TRAIN_RUN_FILE)
+OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, RESOLVED_PARAMS_FILE, METRICS_FILE, SCORES_FILE,
+           PREDICTIONS_FILE, BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE,
+           TUNE_REPORT_FILE, TUNE_STUDY_FILE, TRAIN_RUN_FILE)
 # Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -285,6 +288,14 @@ def history_csv(history: Sequence[CurvePoint], with_validation: bool) -> str:
                 values += [exact(loss)] + ([exact(val_loss)] if with_validation else [])
         writer.writerow(values)
     return out.getvalue()
+
+
+def write_resolved_params(commit: atomic.Commit, model: Any, train: Any, path: Path = RESOLVED_PARAMS_FILE) -> None:
+    """The values training ran with where ``params.yaml`` may say null (the kind's defaults)."""
+    resolved = {"model": {"hidden_units": model.hidden_units},
+                "train": {"learning_rate": train.learning_rate, "steps": train.steps}}
+    commit.write_text(path, "# written by `nextclose train`: the values params.yaml's nulls resolved to\n"
+                      + yaml.safe_dump(resolved, sort_keys=False))
 
 
 def write_history(commit: atomic.Commit, history: Sequence[CurvePoint], with_validation: bool,

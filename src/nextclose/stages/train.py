@@ -147,6 +147,7 @@ def main(params: Params) -> None:
         with atomic.Commit() as commit:
             layout.write_models(commit, result.model, summary, tutorial_state)
             layout.write_history(commit, result.history, with_validation=not tutorial_kind)
+            layout.write_resolved_params(commit, params.model, params.train)
             layout.write_train_run(commit, ids)
         mlflow.log_artifact(str(layout.HISTORY_FILE))
         # the params only: evaluate adds the validation loss after the test figures, so that the
