@@ -383,6 +383,9 @@ def test_the_report_scores_each_fold_the_seeds_and_the_baselines():
         "directional_accuracy": metrics.directional_accuracy(last, actual, drift),
         "majority_class_rate": metrics.majority_class_rate(last, actual),
     }
+    flat = backtest.tracked_metrics(report)
+    assert flat["seeds_count"] == 3 and flat["mase_max"] == report["seeds"]["mase"]["max"]
+    assert flat["drift_rmse"] == report["baselines"]["drift"]["rmse"] and flat["n"] == 50
     other_seed = backtest.report(folds, EVALUATE, seed=1)
     assert other_seed["pooled"]["rmse_ratio_ci95"] != pooled["rmse_ratio_ci95"]
     assert other_seed["baselines"]["drift"]["rmse_ratio_ci95"] != report["baselines"]["drift"]["rmse_ratio_ci95"]
@@ -449,3 +452,13 @@ def test_folds_at_the_edges():
             r"^backtest: 10 samples are too few for backtest.days=12 and backtest.validation_days=3: "
             r"the first fold would train on 0 samples, at least 5 needed$")):
         backtest.plan_folds(10, 12, 2, 3)
+
+
+def test_one_fold_alone():
+    fold = two_hand_made_folds()[0]
+    report = backtest.report([fold], EVALUATE, seed=0)
+    assert [f["n"] for f in report["folds"]] == [25] and report["pooled"]["n"] == 25
+    assert set(report["baselines"]) == {"drift"}
+    table = backtest.table([fold])
+    assert table["fold"].tolist() == [1] * 25
+    np.testing.assert_array_equal(table["drift"], fold.baselines["drift"])
