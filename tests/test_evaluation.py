@@ -304,3 +304,43 @@ def test_the_summary_table_with_intervals_and_seeds():
         "model = the mean of 3 members; each alone: RMSE/pers. 1.0000 ± 0.0100 (0.9800 .. 1.0200)",
         evaluation.verdict(report),
     ]
+
+
+class TutorialStandIn:
+    """The tutorial ensemble's shape of output, float32 as Keras gives it: member k forecasts
+    ``factors[k]`` times the close of its own x."""
+
+    def __init__(self, factors):
+        self.factors = np.asarray(factors, np.float32)
+
+    def member_outputs(self, x):  # [members, 1, n, 4] -> [members, 1, n]
+        return x[..., 1] * self.factors[:, None, None]
+
+
+def test_the_tutorial_report_and_predictions_in_float64():
+    x = np.array([[10.1, 10.3, 10.4, 10.0], [10.3, 10.2, 10.5, 10.1], [10.2, 10.7, 10.8, 10.2]], np.float32)
+    y = np.array([[10.2], [10.7], [10.6]], np.float32)
+    dates = np.array(["2020-01-03", "2020-01-06", "2020-01-07"], "datetime64[D]")
+    trained_x = np.stack([x * np.float32(1.01), x])
+    network = TutorialStandIn([1.0, 0.999])
+    result = evaluation.evaluate_tutorial(network, x, y, trained_x, 0.5, dates)
+    members = network.member_outputs(trained_x[:, None])[:, 0].astype(np.float64)
+    actual = y.astype(np.float64).reshape(-1)
+    predicted = members.mean(axis=0)
+    assert result.report["in_sample_mse_per_day"] == float(np.mean(np.square(predicted - actual)))
+    predictions = result.predictions
+    assert predictions["date"].tolist() == ["2020-01-03", "2020-01-06", "2020-01-07"]
+    for column in ("actual", "model", "persistence"):
+        assert predictions[column].dtype == np.float64, column
+    np.testing.assert_array_equal(predictions["actual"], actual)
+    np.testing.assert_array_equal(predictions["model"], predicted)
+    np.testing.assert_array_equal(predictions["persistence"], x[:, 1].astype(np.float64))
+
+
+def test_the_summary_table_writes_infinities_and_gaps_in_lower_case():
+    """A constant training series gives an infinite MASE; a figure not defined is NaN."""
+    scores = {"rmse": math.inf, "mae": math.nan, "mape": math.inf, "mase": math.inf,
+              "directional_accuracy": math.nan, "direction_p_value": math.nan, "rmse_ratio_persistence": math.nan}
+    report = {**scores, "n_test": 4, "majority_class_rate": 0.75, "baselines": {}}
+    assert evaluation.summary_table(report).splitlines()[1].split() == ["model", "inf", "nan", "inf", "inf",
+                                                                          "nan", "nan", "nan"]
