@@ -344,3 +344,15 @@ def test_the_summary_table_writes_infinities_and_gaps_in_lower_case():
     report = {**scores, "n_test": 4, "majority_class_rate": 0.75, "baselines": {}}
     assert evaluation.summary_table(report).splitlines()[1].split() == ["model", "inf", "nan", "inf", "inf",
                                                                           "nan", "nan", "nan"]
+
+
+def test_later_closes_with_one_day_before_the_test_period():
+    bars = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=6), "close": [1, 2, 3, 4, 5, 6],
+                         "split": ["train", "train", "validation", "test", "test", "test"]})
+    test = features.Windows(np.zeros((3, 2, 4), np.float32), np.zeros(3, np.float32), np.array([3.0, 4.0, 5.0]),
+                            np.array([4.0, 5.0, 6.0]), np.array(["2020-01-04", "2020-01-05", "2020-01-06"],
+                                                                "datetime64[D]"))
+    closes, first_target = evaluation.later_closes(bars, test)
+    assert first_target == 1
+    np.testing.assert_array_equal(closes, [3.0, 4.0, 5.0, 6.0])
+    assert closes.dtype == np.float64  # integer closes too
