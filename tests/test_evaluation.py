@@ -30,9 +30,9 @@ def untrained_lstm(data: preparation.Prepared) -> keras.Model:
 
 
 def test_training_closes_are_the_closes_of_the_training_rows():
-    bars = pd.DataFrame({"close": [1.0, 2.0, 3.0, 4.0], "split": ["train", "train", "validation", "test"]})
+    bars = pd.DataFrame({"close": [1, 2, 3, 4], "split": ["train", "train", "validation", "test"]})
     np.testing.assert_array_equal(evaluation.training_closes(bars), [1.0, 2.0])
-    assert evaluation.training_closes(bars).dtype == np.float64
+    assert evaluation.training_closes(bars).dtype == np.float64  # integer closes too
 
 
 def test_later_closes_line_up_with_the_test_samples():
