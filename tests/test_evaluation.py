@@ -235,21 +235,24 @@ def test_interval_figures_on_hand_made_numbers():
 
 
 def test_score_forecasts_with_the_tests_and_the_intervals():
-    dates = np.array(["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07"], "datetime64[D]")
-    test = features.Windows(np.zeros((4, 2, 4), np.float32), np.zeros(4, np.float32),
-                            np.array([10.0, 11.0, 12.0, 11.0]), np.array([11.0, 12.0, 11.0, 11.5]), dates)
-    forecasts = {"model": np.array([10.5, 11.5, 12.5, 11.2]), "persistence": test.last_close,
-                 "drift": test.last_close * 1.01}
+    rng = np.random.default_rng(1)
+    last = 100 + np.cumsum(rng.normal(0, 1, 40))
+    actual = last + rng.normal(0, 1, 40)
+    dates = np.datetime64("2020-01-01", "D") + np.arange(40)
+    test = features.Windows(np.zeros((40, 2, 4), np.float32), np.zeros(40, np.float32), last, actual, dates)
+    forecasts = {"model": last + 0.5 * (actual - last) + rng.normal(0, 0.1, 40), "persistence": last,
+                 "drift": last * 1.01}
     params = EvaluateParams(False, 0, 0, 0.9, 2, 200)
     report = evaluation.score_forecasts(
         test, forecasts, np.array([9.0, 10.0, 9.0]), tests=(params, 4),
         interval=(forecasts["model"] - 1, forecasts["model"] + 1, 0.9))
     for name, scores in (("model", report), ("drift", report["baselines"]["drift"])):
         assert {k: scores[k] for k in ("dm_p_value", "dm_abs_p_value", "pt_p_value", "rmse_ratio_ci95")} == \
-            evaluation.against_persistence(test.last_close, test.next_close, forecasts[name], test.last_close,
-                                           params, 4)
+            evaluation.against_persistence(last, actual, forecasts[name], last, params, 4)
+    assert report["pt_p_value"] < 0.05  # the model calls the direction: the test has something to find
     assert "dm_p_value" not in report["baselines"]["persistence"]
-    assert report["interval_coverage"] == 0.75 and report["interval_width_mean"] == 2.0
+    assert report["interval_coverage"] == significance.interval_coverage(
+        actual, forecasts["model"] - 1, forecasts["model"] + 1) and report["interval_width_mean"] == 2.0
     assert list(report["baselines"]) == ["persistence", "drift"] and "seeds" not in report
 
 
