@@ -384,8 +384,8 @@ def test_the_report_scores_each_fold_the_seeds_and_the_baselines():
         "majority_class_rate": metrics.majority_class_rate(last, actual),
     }
     flat = backtest.tracked_metrics(report)
-    assert flat["seeds_count"] == 3 and flat["mase_max"] == report["seeds"]["mase"]["max"]
-    assert flat["drift_rmse"] == report["baselines"]["drift"]["rmse"] and flat["n"] == 50
+    assert flat["members/count"] == 3 and flat["members/mase_max"] == report["seeds"]["mase"]["max"]
+    assert flat["baseline/drift_rmse"] == report["baselines"]["drift"]["rmse"] and flat["n"] == 50
     other_seed = backtest.report(folds, EVALUATE, seed=1)
     assert other_seed["pooled"]["rmse_ratio_ci95"] != pooled["rmse_ratio_ci95"]
     assert other_seed["baselines"]["drift"]["rmse_ratio_ci95"] != report["baselines"]["drift"]["rmse_ratio_ci95"]

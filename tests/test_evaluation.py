@@ -262,9 +262,9 @@ def test_tracked_metrics_flatten_intervals_and_seeds():
               "seeds": {"count": 2, "beat_persistence": 1, "rmse": {"mean": 1.0, "std": 0.5, "min": 0.5, "max": 1.5}}}
     assert evaluation.tracked_metrics(report) == {
         "n_test": 3.0, "rmse": 1.5, "rmse_ratio_ci95_low": 0.9, "rmse_ratio_ci95_high": 1.1,
-        "drift_rmse": 2.0, "drift_rmse_ratio_ci95_low": 0.8, "drift_rmse_ratio_ci95_high": 1.2,
-        "seeds_count": 2.0, "seeds_beat_persistence": 1.0,
-        "rmse_mean": 1.0, "rmse_std": 0.5, "rmse_min": 0.5, "rmse_max": 1.5,
+        "baseline/drift_rmse": 2.0, "baseline/drift_rmse_ratio_ci95_low": 0.8,
+        "baseline/drift_rmse_ratio_ci95_high": 1.2, "members/count": 2.0, "members/beat_persistence": 1.0,
+        "members/rmse_mean": 1.0, "members/rmse_std": 0.5, "members/rmse_min": 0.5, "members/rmse_max": 1.5,
     }
     assert evaluation.tracked_metrics({"rmse": 1.0}) == {"rmse": 1.0}
 
