@@ -233,3 +233,232 @@ def test_evaluation_and_backtest_share_the_tests_against_persistence():
     assert figures["dm_p_value"] == significance.diebold_mariano(model - actual, last - actual)
     interval = significance.rmse_ratio_interval(model - actual, last - actual, 5, 200, 0)
     assert figures["rmse_ratio_ci95"] == list(interval)
+
+
+# --- fast pieces: a stand-in network, hand-made reports ---------------------------------------
+
+class ConstantNetwork:
+    """A trained ensemble stand-in: member k forecasts the log return ``returns[k]`` whatever
+    the inputs, and the ensemble their mean."""
+
+    def __init__(self, returns):
+        self.returns = np.asarray(returns, np.float32)
+
+    def __call__(self, inputs):
+        return np.full((len(inputs), 1), self.returns.mean(), np.float32)
+
+    def member_outputs(self, inputs):
+        return np.repeat(self.returns[:, None], len(inputs), axis=1)
+
+
+def test_forecast_fold_with_a_stand_in_network():
+    """Without training: what the fold hands the trainer, its forecasts, intervals and baselines."""
+    splits, prepared = lstm_windows(random_walk_bars(200, seed=3))
+    samples = backtest.all_samples(splits)
+    fold = backtest.plan_folds(len(samples.targets), 30, 3, 20)[1]
+    names = prepared.normalisation.feature_names
+    seen = {}
+
+    def train(train_windows, validation, normalisation):
+        seen.update(train=train_windows, validation=validation, normalisation=normalisation)
+        return ConstantNetwork([1 / 128, 3 / 128])  # exact in float32: the mean is 1/64
+
+    result = backtest.forecast_fold(fold, samples, prepared.bars, names, train, EVALUATE)
+    days = backtest.take(samples, fold.forecast)
+    np.testing.assert_array_equal(seen["train"].target_dates, samples.target_dates[fold.train])
+    np.testing.assert_array_equal(seen["validation"].target_dates, samples.target_dates[fold.validation])
+    np.testing.assert_array_equal(seen["validation"].next_close, samples.next_close[fold.validation])
+    assert seen["normalisation"] == features.fit_normalisation(seen["train"], names)
+    assert result.fold is fold
+    np.testing.assert_array_equal(result.samples.target_dates, days.target_dates)
+    np.testing.assert_allclose(result.model, days.last_close * np.exp(1 / 64), rtol=1e-12)
+    assert result.members.shape == (2, 10)
+    np.testing.assert_allclose(result.members, [days.last_close * np.exp(1 / 128), days.last_close * np.exp(3 / 128)],
+                               rtol=1e-12)
+    # the interval: calibrated on the ensemble's forecasts of the validation days
+    validation = seen["validation"]
+    residuals = np.abs(np.log(validation.next_close / (validation.last_close * np.exp(1 / 64))))
+    half_width = significance.conformal_quantile(residuals, EVALUATE.interval)
+    np.testing.assert_allclose(result.lower, result.model * np.exp(-half_width), rtol=1e-12)
+    np.testing.assert_allclose(result.upper, result.model * np.exp(half_width), rtol=1e-12)
+    past = prepared.bars["close"].to_numpy()[: fold.forecast[0] + 10]  # every close before the fold's first day
+    assert past[-1] == days.last_close[0]
+    rate = metrics.drift_rate(past)
+    np.testing.assert_array_equal(result.baselines["persistence"], days.last_close)
+    np.testing.assert_allclose(result.baselines["drift"], days.last_close * np.exp(rate), rtol=1e-12)
+    arima = metrics.arima_forecasts(past, days.next_close, 0, 1, 0)
+    np.testing.assert_array_equal(result.baselines["arima"], arima.forecasts)
+    assert list(result.baselines) == ["persistence", "drift", "arima"]
+    assert result.fitted == {"drift_rate": rate, "naive_scale": metrics.naive_scale(past),
+                             "arima_order": str(arima.order)}
+    without_arima = backtest.forecast_fold(fold, samples, prepared.bars, names, train,
+                                           EvaluateParams(False, 1, 0, 0.9, 5, 200))
+    assert list(without_arima.baselines) == ["persistence", "drift"] and "arima_order" not in without_arima.fitted
+
+
+def test_forecast_fold_refuses_bars_that_disagree_with_the_samples():
+    splits, prepared = lstm_windows(random_walk_bars(200, seed=3))
+    samples = backtest.all_samples(splits)
+    fold = backtest.plan_folds(len(samples.targets), 30, 3, 20)[1]
+    names = prepared.normalisation.feature_names
+    no_arima = EvaluateParams(False, 1, 0, 0.9, 5, 200)
+
+    def run(bars):
+        return backtest.forecast_fold(fold, samples, bars, names, lambda *_: ConstantNetwork([0.0]), no_arima)
+
+    first_row = int(fold.forecast[0]) + 10  # the bar of the fold's first target day
+    # two closes before the fold are enough
+    assert run(prepared.bars.iloc[first_row - 2:]).fitted["drift_rate"] == pytest.approx(
+        np.log(prepared.bars["close"].iloc[first_row - 1] / prepared.bars["close"].iloc[first_row - 2]))
+    message = "^data/prepared: bars.csv and windows.npz disagree on the backtest days; rerun prepare$"
+    with pytest.raises(DataError, match=message):  # one is not
+        run(prepared.bars.iloc[first_row - 1:])
+    with pytest.raises(DataError, match=message):
+        run(prepared.bars.iloc[first_row:])
+    changed = prepared.bars.copy()
+    changed.loc[first_row - 1, "close"] *= 1.01
+    with pytest.raises(DataError, match=message):
+        run(changed)
+
+
+def test_closes_before_a_day_are_strictly_before_it():
+    bars = pd.DataFrame({"date": ["2020-01-02", "2020-01-03", "2020-01-06", "2020-01-07"],
+                         "close": [1, 2, 3, 4]})
+    past = backtest.closes_before(bars, np.datetime64("2020-01-06"))
+    np.testing.assert_array_equal(past, [1.0, 2.0])
+    assert past.dtype == np.float64
+    assert backtest.closes_before(bars, np.datetime64("2020-01-02")).tolist() == []
+    assert backtest.closes_before(bars, np.datetime64("2020-01-08")).tolist() == [1.0, 2.0, 3.0, 4.0]
+
+
+def two_hand_made_folds():
+    """Two folds of 25 days with different pasts (naive scales 0.01 and 0.02)."""
+    rng = np.random.default_rng(0)
+    folds = []
+    for number, start, scale in ((1, "2020-01-01", 0.01), (2, "2020-02-01", 0.02)):
+        last = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 25)))
+        actual = last * np.exp(rng.normal(0, 0.01, 25))
+        members = np.stack([last * np.exp(rng.normal(0, 0.003, 25)) for _ in range(3)])
+        fold = hand_made_fold(number, start, last, actual, members.mean(axis=0), members)
+        folds.append(backtest.FoldForecast(**{**fold.__dict__, "fitted": {"naive_scale": scale}}))
+    return folds
+
+
+def test_the_report_scores_each_fold_the_seeds_and_the_baselines():
+    folds = two_hand_made_folds()
+    report = backtest.report(folds, EVALUATE, seed=0)
+    second = folds[1].samples
+    assert report["folds"][1] == {
+        "start": "2020-02-01", "end": "2020-02-25", "n": 25,
+        "rmse_ratio_persistence": pytest.approx(metrics.rmse(second.next_close, folds[1].model)
+                                                / metrics.rmse(second.next_close, second.last_close), rel=1e-12),
+        "directional_accuracy": metrics.directional_accuracy(second.last_close, second.next_close, folds[1].model),
+    }
+    actual = np.concatenate([f.samples.next_close for f in folds])
+    last = np.concatenate([f.samples.last_close for f in folds])
+    model = np.concatenate([f.model for f in folds])
+    members = np.concatenate([f.members for f in folds], axis=1)
+    pooled = report["pooled"]
+    assert pooled["rmse"] == metrics.rmse(actual, model)
+    assert pooled["directional_accuracy"] == metrics.directional_accuracy(last, actual, model)
+    assert pooled["majority_class_rate"] == metrics.majority_class_rate(last, actual)
+    assert pooled["interval_nominal"] == 0.9
+    ci95 = significance.rmse_ratio_interval(model - actual, last - actual, 5, 200, 0)
+    assert pooled["rmse_ratio_ci95"] == list(ci95)
+    assert report["folds"][0]["directional_accuracy"] == metrics.directional_accuracy(
+        folds[0].samples.last_close, folds[0].samples.next_close, folds[0].model)
+    # the members are scaled by the first fold's past
+    member_mase = [metrics.score(last, actual, m, 0.01)["mase"] for m in members]
+    assert report["seeds"]["mase"]["max"] == pytest.approx(max(member_mase), rel=1e-12)
+    assert report["seeds"]["rmse_ratio_persistence"]["min"] == pytest.approx(
+        min(metrics.rmse(actual, m) for m in members) / metrics.rmse(actual, last), rel=1e-12)
+    drift = last * 1.001
+    assert report["baselines"]["drift"] == {
+        "n": 50, "rmse": metrics.rmse(actual, drift),
+        "rmse_ratio_persistence": metrics.rmse(actual, drift) / metrics.rmse(actual, last),
+        "dm_p_value": significance.diebold_mariano(drift - actual, last - actual),
+        "dm_abs_p_value": significance.diebold_mariano(drift - actual, last - actual, "absolute"),
+        "pt_p_value": significance.pesaran_timmermann(actual > last, drift > last * (1 + 1e-9)),
+        "rmse_ratio_ci95": list(significance.rmse_ratio_interval(drift - actual, last - actual, 5, 200, 0)),
+        "directional_accuracy": metrics.directional_accuracy(last, actual, drift),
+        "majority_class_rate": metrics.majority_class_rate(last, actual),
+    }
+    flat = backtest.tracked_metrics(report)
+    assert flat["members/count"] == 3 and flat["members/mase_max"] == report["seeds"]["mase"]["max"]
+    assert flat["baseline/drift_rmse"] == report["baselines"]["drift"]["rmse"] and flat["n"] == 50
+    other_seed = backtest.report(folds, EVALUATE, seed=1)
+    assert other_seed["pooled"]["rmse_ratio_ci95"] != pooled["rmse_ratio_ci95"]
+    assert other_seed["baselines"]["drift"]["rmse_ratio_ci95"] != report["baselines"]["drift"]["rmse_ratio_ci95"]
+
+
+def test_the_table_has_a_row_per_day():
+    folds = two_hand_made_folds()
+    table = backtest.table(folds)
+    assert table["date"].tolist()[:2] == ["2020-01-01", "2020-01-02"] and table["date"].iloc[-1] == "2020-02-25"
+    np.testing.assert_array_equal(table["actual"], np.concatenate([f.samples.next_close for f in folds]))
+    np.testing.assert_array_equal(table["persistence"], np.concatenate([f.samples.last_close for f in folds]))
+    np.testing.assert_array_equal(table["drift"], np.concatenate([f.baselines["drift"] for f in folds]))
+    np.testing.assert_array_equal(table["lower"], np.concatenate([f.lower for f in folds]))
+    np.testing.assert_array_equal(table["upper"], np.concatenate([f.upper for f in folds]))
+    assert table.shape == (50, len(backtest.COLUMNS))
+    empty = backtest.table([])
+    assert list(empty.columns) == list(backtest.COLUMNS) and empty.empty
+
+
+def test_the_empty_report_of_the_tutorial_kind():
+    assert backtest.empty_report() == {"folds": [], "pooled": {"n": 0}}
+    assert backtest.tracked_metrics(backtest.empty_report()) == {"n": 0.0}
+
+
+def test_the_summary_table_lines():
+    spread = {"mean": 1.0, "std": 0.01, "min": 0.98, "max": 1.02}
+    pooled = {"n": 20, "rmse_ratio_persistence": 0.98765, "directional_accuracy": 0.55, "dm_p_value": 0.2,
+              "rmse_ratio_ci95": [0.9, 1.1], "pt_p_value": 0.3, "majority_class_rate": 0.6,
+              "interval_nominal": 0.9, "interval_coverage": 0.85, "interval_width_mean": 1.23456}
+    report = {
+        "folds": [{"start": "2020-01-01", "end": "2020-01-14", "n": 10, "rmse_ratio_persistence": 1.01234,
+                   "directional_accuracy": 0.5},
+                  {"start": "2020-01-15", "end": "2020-01-28", "n": 10, "rmse_ratio_persistence": 0.96,
+                   "directional_accuracy": 0.6}],
+        "pooled": pooled,
+        "seeds": {"count": 3, "beat_persistence": 2, "rmse_ratio_persistence": spread,
+                  "directional_accuracy": {"mean": 0.5, "std": 0.01, "min": 0.45, "max": 0.55}},
+        "baselines": {"drift": {"rmse_ratio_persistence": 1.00012, "dm_p_value": 0.6}},
+    }
+    lines = backtest.summary_table(report).splitlines()
+    assert lines[:6] == [
+        "fold     first day    last day  days  RMSE/pers.  dir. acc",
+        "1       2020-01-01  2020-01-14    10      1.0123     0.500",
+        "2       2020-01-15  2020-01-28    10      0.9600     0.600",
+        "all                               20      0.9877     0.550",
+        "  drift: RMSE/pers. 1.0001, Diebold-Mariano p 0.600",
+        "90% conformal intervals held the close on 85.0% of the days; mean width 1.2346",
+    ]
+    assert lines[6].startswith("verdict: no skill shown over 20 walk-forward days in 2 folds. "
+                               "The model's RMSE is 0.9877 x persistence's, within chance "
+                               "(Diebold-Mariano p = 0.200, 95% interval of the ratio 0.9000 .. 1.1000; "
+                               "2 of 3 members beat persistence alone).")
+    assert lines[6].endswith("Direction: 0.550 right (members 0.450 .. 0.550) against 0.600 for always "
+                             "guessing the commoner direction; Pesaran-Timmermann p = 0.300: no evidence of skill.")
+    assert len(lines) == 7
+
+
+def test_folds_at_the_edges():
+    assert [fold.forecast.tolist() for fold in backtest.plan_folds(20, 3, 3, 5)] == [[17], [18], [19]]  # a day each
+    assert len(backtest.plan_folds(20, 3, 1, 5)) == 1
+    with pytest.raises(DataError, match=r"^backtest.folds=0 must lie in 1 .. backtest.days \(3\)$"):
+        backtest.plan_folds(20, 3, 0, 5)
+    with pytest.raises(DataError, match=(
+            r"^backtest: 10 samples are too few for backtest.days=12 and backtest.validation_days=3: "
+            r"the first fold would train on 0 samples, at least 5 needed$")):
+        backtest.plan_folds(10, 12, 2, 3)
+
+
+def test_one_fold_alone():
+    fold = two_hand_made_folds()[0]
+    report = backtest.report([fold], EVALUATE, seed=0)
+    assert [f["n"] for f in report["folds"]] == [25] and report["pooled"]["n"] == 25
+    assert set(report["baselines"]) == {"drift"}
+    table = backtest.table([fold])
+    assert table["fold"].tolist() == [1] * 25
+    np.testing.assert_array_equal(table["drift"], fold.baselines["drift"])

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextclose import evaluation, features, metrics, preparation, training
+from nextclose import evaluation, features, metrics, preparation, significance, training
 from nextclose import model as models
 from nextclose.errors import DataError
 from nextclose.params import EvaluateParams, parse_params
@@ -30,9 +30,9 @@ def untrained_lstm(data: preparation.Prepared) -> keras.Model:
 
 
 def test_training_closes_are_the_closes_of_the_training_rows():
-    bars = pd.DataFrame({"close": [1.0, 2.0, 3.0, 4.0], "split": ["train", "train", "validation", "test"]})
+    bars = pd.DataFrame({"close": [1, 2, 3, 4], "split": ["train", "train", "validation", "test"]})
     np.testing.assert_array_equal(evaluation.training_closes(bars), [1.0, 2.0])
-    assert evaluation.training_closes(bars).dtype == np.float64
+    assert evaluation.training_closes(bars).dtype == np.float64  # integer closes too
 
 
 def test_later_closes_line_up_with_the_test_samples():
@@ -156,3 +156,206 @@ def test_summary_tables():
         ["model,", "per-day", "MSE", "0.5"],
         ["persistence,", "per-day", "MSE", "0.25"],
     ]
+
+
+# --- fast pieces: a stand-in network, hand-made reports ---------------------------------------
+
+class ConstantNetwork:
+    """A trained ensemble stand-in: member k forecasts the log return ``returns[k]`` whatever
+    the inputs, and the ensemble their mean."""
+
+    def __init__(self, returns):
+        self.returns = np.asarray(returns, np.float32)
+
+    def __call__(self, inputs):
+        return np.full((len(inputs), 1), self.returns.mean(), np.float32)
+
+    def member_outputs(self, inputs):
+        return np.repeat(self.returns[:, None], len(inputs), axis=1)
+
+
+def test_forecast_lstm_turns_log_returns_into_closes():
+    test = prepared().splits["test"]
+    ensemble, members = evaluation.forecast_lstm(ConstantNetwork([1 / 128, 3 / 128]), test)
+    np.testing.assert_allclose(ensemble, test.last_close * np.exp(1 / 64), rtol=1e-12)
+    assert ensemble.shape == (len(test.last_close),) and ensemble.dtype == np.float64
+    np.testing.assert_allclose(members, [test.last_close * np.exp(1 / 128), test.last_close * np.exp(3 / 128)],
+                               rtol=1e-12)
+
+
+def test_evaluate_lstm_with_a_stand_in_network():
+    data = prepared()
+    test, validation = data.splits["test"], data.splits["validation"]
+    params = EvaluateParams(True, 1, 0, 0.8, 5, 200)
+    result = evaluation.evaluate_lstm(ConstantNetwork([1 / 128, 3 / 128]), data.bars, validation, test, params, 3)
+    model = test.last_close * np.exp(1 / 64)
+    residuals = np.abs(np.log(validation.next_close / (validation.last_close * np.exp(1 / 64))))
+    half_width = significance.conformal_quantile(residuals, 0.8)
+    np.testing.assert_allclose(result.predictions["lower"], model * np.exp(-half_width), rtol=1e-12)
+    np.testing.assert_allclose(result.predictions["upper"], model * np.exp(half_width), rtol=1e-12)
+    report = result.report
+    assert report["interval_nominal"] == 0.8
+    assert report["interval_coverage"] == significance.interval_coverage(
+        test.next_close, result.predictions["lower"].to_numpy(), result.predictions["upper"].to_numpy())
+    errors, reference = model - test.next_close, test.last_close - test.next_close
+    assert report["dm_p_value"] == pytest.approx(significance.diebold_mariano(errors, reference), rel=1e-9)
+    assert report["rmse_ratio_ci95"] == pytest.approx(
+        list(significance.rmse_ratio_interval(errors, reference, 5, 200, 3)), rel=1e-9)
+    train = evaluation.training_closes(data.bars)
+    later, first_target = evaluation.later_closes(data.bars, test)
+    arima = metrics.arima_forecasts(train, later, first_target, 1, 0)
+    assert result.fitted == {"drift_rate": metrics.drift_rate(train), "naive_scale": metrics.naive_scale(train),
+                             "arima_order": str(arima.order), "arima_with_intercept": arima.with_intercept}
+    np.testing.assert_array_equal(result.predictions["arima"], arima.forecasts)
+    assert report["seeds"]["count"] == 2
+    assert report["seeds"]["mase"]["min"] == pytest.approx(
+        metrics.score(test.last_close, test.next_close, test.last_close * np.exp(1 / 128),
+                      metrics.naive_scale(train))["mase"], rel=1e-9)
+
+
+def test_against_persistence_on_hand_made_numbers():
+    last = np.array([10.0, 11.0, 12.0, 11.5, 12.5])
+    actual = np.array([11.0, 12.0, 11.5, 12.5, 12.0])
+    model = np.array([10.5, 11.4, 11.9, 11.8, 12.4])
+    figures = evaluation.against_persistence(last, actual, model, last, EvaluateParams(False, 0, 0, 0.9, 50, 200), 0)
+    assert figures == {
+        "dm_p_value": significance.diebold_mariano(model - actual, last - actual),
+        "dm_abs_p_value": significance.diebold_mariano(model - actual, last - actual, "absolute"),
+        "pt_p_value": significance.pesaran_timmermann(actual > last, model > last * (1 + 1e-9)),
+        # a block longer than the days is cut to the days
+        "rmse_ratio_ci95": list(significance.rmse_ratio_interval(model - actual, last - actual, 5, 200, 0)),
+    }
+    assert figures["dm_p_value"] != figures["dm_abs_p_value"]
+
+
+def test_interval_figures_on_hand_made_numbers():
+    assert evaluation.interval_figures(np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.5, 2.5, 2.0, 3.0]),
+                                       np.array([1.5, 3.5, 3.5, 6.0]), 0.9) == {
+        "interval_nominal": 0.9, "interval_coverage": 0.75, "interval_width_mean": 1.625}
+
+
+def test_score_forecasts_with_the_tests_and_the_intervals():
+    rng = np.random.default_rng(1)
+    last = 100 + np.cumsum(rng.normal(0, 1, 40))
+    actual = last + rng.normal(0, 1, 40)
+    dates = np.datetime64("2020-01-01", "D") + np.arange(40)
+    test = features.Windows(np.zeros((40, 2, 4), np.float32), np.zeros(40, np.float32), last, actual, dates)
+    forecasts = {"model": last + 0.5 * (actual - last) + rng.normal(0, 0.1, 40), "persistence": last,
+                 "drift": last * 1.01}
+    params = EvaluateParams(False, 0, 0, 0.9, 2, 200)
+    report = evaluation.score_forecasts(
+        test, forecasts, np.array([9.0, 10.0, 9.0]), tests=(params, 4),
+        interval=(forecasts["model"] - 1, forecasts["model"] + 1, 0.9))
+    for name, scores in (("model", report), ("drift", report["baselines"]["drift"])):
+        assert {k: scores[k] for k in ("dm_p_value", "dm_abs_p_value", "pt_p_value", "rmse_ratio_ci95")} == \
+            evaluation.against_persistence(last, actual, forecasts[name], last, params, 4)
+    assert report["pt_p_value"] < 0.05  # the model calls the direction: the test has something to find
+    assert "dm_p_value" not in report["baselines"]["persistence"]
+    assert report["interval_coverage"] == significance.interval_coverage(
+        actual, forecasts["model"] - 1, forecasts["model"] + 1) and report["interval_width_mean"] == 2.0
+    assert list(report["baselines"]) == ["persistence", "drift"] and "seeds" not in report
+
+
+def test_tracked_metrics_flatten_intervals_and_seeds():
+    report = {"n_test": 3, "rmse": 1.5, "rmse_ratio_ci95": [0.9, 1.1], "label": "x", "members": [1, 2, 3],
+              "baselines": {"drift": {"rmse": 2.0, "rmse_ratio_ci95": [0.8, 1.2]}},
+              "seeds": {"count": 2, "beat_persistence": 1, "rmse": {"mean": 1.0, "std": 0.5, "min": 0.5, "max": 1.5}}}
+    assert evaluation.tracked_metrics(report) == {
+        "n_test": 3.0, "rmse": 1.5, "rmse_ratio_ci95_low": 0.9, "rmse_ratio_ci95_high": 1.1,
+        "baseline/drift_rmse": 2.0, "baseline/drift_rmse_ratio_ci95_low": 0.8,
+        "baseline/drift_rmse_ratio_ci95_high": 1.2, "members/count": 2.0, "members/beat_persistence": 1.0,
+        "members/rmse_mean": 1.0, "members/rmse_std": 0.5, "members/rmse_min": 0.5, "members/rmse_max": 1.5,
+    }
+    assert evaluation.tracked_metrics({"rmse": 1.0}) == {"rmse": 1.0}
+
+
+def verdict_report(**changes):
+    spread = {"mean": 1.0, "std": 0.01, "min": 0.98, "max": 1.02}
+    return {"rmse_ratio_persistence": 0.99, "dm_p_value": 0.2, "rmse_ratio_ci95": [0.97, 1.03],
+            "directional_accuracy": 0.51, "majority_class_rate": 0.53, "pt_p_value": 0.01,
+            "seeds": {"count": 3, "beat_persistence": 2, "rmse_ratio_persistence": spread,
+                      "directional_accuracy": {"mean": 0.5, "std": 0.01, "min": 0.49, "max": 0.52}}} | changes
+
+
+def test_the_verdict_at_its_thresholds():
+    assert evaluation.verdict(verdict_report(dm_p_value=0.05)).startswith("verdict: no skill shown on this")
+    assert evaluation.verdict(verdict_report(dm_p_value=0.049)).startswith("verdict: skill on this")
+    assert evaluation.verdict(verdict_report(rmse_ratio_persistence=1.0, dm_p_value=0.5)).startswith(
+        "verdict: no skill on this one test period. The model's RMSE is 1.0000 x persistence's (Diebold-Mariano")
+    assert evaluation.verdict(verdict_report(rmse_ratio_persistence=0.5, dm_p_value=0.01)) == (
+        "verdict: skill on this one test period. The model's RMSE is 0.5000 x persistence's (Diebold-Mariano "
+        "p = 0.010, 95% interval of the ratio 0.9700 .. 1.0300; 2 of 3 members beat persistence alone). "
+        "Direction: 0.510 right (members 0.490 .. 0.520) against 0.530 for always guessing the commoner "
+        "direction; Pesaran-Timmermann p = 0.010: no evidence of skill.")
+    assert evaluation.verdict(verdict_report(), period="over 5 days").startswith(
+        "verdict: no skill shown over 5 days. The model's RMSE is 0.9900 x persistence's, within chance (")
+    # direction: informative only strictly above the majority rate and strictly below p 0.05
+    assert evaluation.verdict(verdict_report(directional_accuracy=0.53)).endswith(": no evidence of skill.")
+    assert evaluation.verdict(verdict_report(directional_accuracy=0.54)).endswith(": informative.")
+    assert evaluation.verdict(verdict_report(directional_accuracy=0.54, pt_p_value=0.05)).endswith(
+        ": no evidence of skill.")
+
+
+def test_the_summary_table_with_intervals_and_seeds():
+    scores = dict(zip(metrics.SCORE_KEYS, (1.5, 1.25, 0.5, 0.75, 0.5, 0.25))) | {"rmse_ratio_persistence": 1.0}
+    report = {**scores, **verdict_report(), "n_test": 4, "baselines": {},
+              "interval_nominal": 0.9, "interval_coverage": 0.75, "interval_width_mean": 1.23456}
+    lines = evaluation.summary_table(report).splitlines()
+    assert lines[2:] == [
+        "4 test days; always guessing the commoner direction scores 0.530",
+        "90% conformal intervals held the close on 75.0% of the days; mean width 1.2346",
+        "model = the mean of 3 members; each alone: RMSE/pers. 1.0000 ± 0.0100 (0.9800 .. 1.0200)",
+        evaluation.verdict(report),
+    ]
+
+
+class TutorialStandIn:
+    """The tutorial ensemble's shape of output, float32 as Keras gives it: member k forecasts
+    ``factors[k]`` times the close of its own x."""
+
+    def __init__(self, factors):
+        self.factors = np.asarray(factors, np.float32)
+
+    def member_outputs(self, x):  # [members, 1, n, 4] -> [members, 1, n]
+        return x[..., 1] * self.factors[:, None, None]
+
+
+def test_the_tutorial_report_and_predictions_in_float64():
+    x = np.array([[10.1, 10.3, 10.4, 10.0], [10.3, 10.2, 10.5, 10.1], [10.2, 10.7, 10.8, 10.2]], np.float32)
+    y = np.array([[10.2], [10.7], [10.6]], np.float32)
+    dates = np.array(["2020-01-03", "2020-01-06", "2020-01-07"], "datetime64[D]")
+    trained_x = np.stack([x * np.float32(1.01), x])
+    network = TutorialStandIn([1.0, 0.999])
+    result = evaluation.evaluate_tutorial(network, x, y, trained_x, 0.5, dates)
+    members = network.member_outputs(trained_x[:, None])[:, 0].astype(np.float64)
+    actual = y.astype(np.float64).reshape(-1)
+    predicted = members.mean(axis=0)
+    assert result.report["in_sample_mse_per_day"] == float(np.mean(np.square(predicted - actual)))
+    predictions = result.predictions
+    assert predictions["date"].tolist() == ["2020-01-03", "2020-01-06", "2020-01-07"]
+    for column in ("actual", "model", "persistence"):
+        assert predictions[column].dtype == np.float64, column
+    np.testing.assert_array_equal(predictions["actual"], actual)
+    np.testing.assert_array_equal(predictions["model"], predicted)
+    np.testing.assert_array_equal(predictions["persistence"], x[:, 1].astype(np.float64))
+
+
+def test_the_summary_table_writes_infinities_and_gaps_in_lower_case():
+    """A constant training series gives an infinite MASE; a figure not defined is NaN."""
+    scores = {"rmse": math.inf, "mae": math.nan, "mape": math.inf, "mase": math.inf,
+              "directional_accuracy": math.nan, "direction_p_value": math.nan, "rmse_ratio_persistence": math.nan}
+    report = {**scores, "n_test": 4, "majority_class_rate": 0.75, "baselines": {}}
+    assert evaluation.summary_table(report).splitlines()[1].split() == ["model", "inf", "nan", "inf", "inf",
+                                                                          "nan", "nan", "nan"]
+
+
+def test_later_closes_with_one_day_before_the_test_period():
+    bars = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=6), "close": [1, 2, 3, 4, 5, 6],
+                         "split": ["train", "train", "validation", "test", "test", "test"]})
+    test = features.Windows(np.zeros((3, 2, 4), np.float32), np.zeros(3, np.float32), np.array([3.0, 4.0, 5.0]),
+                            np.array([4.0, 5.0, 6.0]), np.array(["2020-01-04", "2020-01-05", "2020-01-06"],
+                                                                "datetime64[D]"))
+    closes, first_target = evaluation.later_closes(bars, test)
+    assert first_target == 1
+    np.testing.assert_array_equal(closes, [3.0, 4.0, 5.0, 6.0])
+    assert closes.dtype == np.float64  # integer closes too
