@@ -62,7 +62,7 @@ def test_lstm_train_stage(workspace, capsys):
     # The logged model is a Keras-flavour LoggedModel that pyfunc loads and predicts with.
     # where params.yaml may say null, the values used, for DVC to show (a top-level params file)
     assert yaml.safe_load((workspace / "reports/resolved_params.yaml").read_text()) == {
-        "model": {"hidden_units": 4}, "train": {"learning_rate": 0.001, "steps": 60}}
+        "resolved": {"hidden_units": 4, "learning_rate": 0.001, "steps": 60}}
     logged = mlflow.get_logged_model(trained_by["model_id"])
     assert logged.source_run_id == run.info.run_id
     assert logged.name == "lstm-h4-lr0_001-s60-x2"

@@ -292,8 +292,9 @@ def history_csv(history: Sequence[CurvePoint], with_validation: bool) -> str:
 
 def write_resolved_params(commit: atomic.Commit, model: Any, train: Any, path: Path = RESOLVED_PARAMS_FILE) -> None:
     """The values training ran with where ``params.yaml`` may say null (the kind's defaults)."""
-    resolved = {"model": {"hidden_units": model.hidden_units},
-                "train": {"learning_rate": train.learning_rate, "steps": train.steps}}
+    # under keys of their own: keys shared with params.yaml would make DVC name both files' columns by path
+    resolved = {"resolved": {"hidden_units": model.hidden_units, "learning_rate": train.learning_rate,
+                             "steps": train.steps}}
     commit.write_text(path, "# written by `nextclose train`: the values params.yaml's nulls resolved to\n"
                       + yaml.safe_dump(resolved, sort_keys=False))
 
