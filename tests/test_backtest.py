@@ -15,7 +15,7 @@ from nextclose.cli import main
 from nextclose.errors import DataError
 from nextclose.params import EvaluateParams, parse_params
 
-from helpers import random_walk_bars, tiny_params, write_params
+from helpers import ConstantNetwork, random_walk_bars, tiny_params, write_params
 
 EVALUATE = EvaluateParams(arima=True, arima_max_p=1, arima_max_q=0, interval=0.9, block_length=5,
                           bootstrap_draws=200)
@@ -236,20 +236,6 @@ def test_evaluation_and_backtest_share_the_tests_against_persistence():
 
 
 # --- fast pieces: a stand-in network, hand-made reports ---------------------------------------
-
-class ConstantNetwork:
-    """A trained ensemble stand-in: member k forecasts the log return ``returns[k]`` whatever
-    the inputs, and the ensemble their mean."""
-
-    def __init__(self, returns):
-        self.returns = np.asarray(returns, np.float32)
-
-    def __call__(self, inputs):
-        return np.full((len(inputs), 1), self.returns.mean(), np.float32)
-
-    def member_outputs(self, inputs):
-        return np.repeat(self.returns[:, None], len(inputs), axis=1)
-
 
 def test_forecast_fold_with_a_stand_in_network():
     """Without training: what the fold hands the trainer, its forecasts, intervals and baselines."""

@@ -14,7 +14,7 @@ from nextclose import model as models
 from nextclose.errors import DataError
 from nextclose.params import EvaluateParams, parse_params
 
-from helpers import random_walk_bars, tiny_params
+from helpers import ConstantNetwork, random_walk_bars, tiny_params
 
 
 def prepared(n: int = 120, seed: int = 6) -> preparation.Prepared:
@@ -159,20 +159,6 @@ def test_summary_tables():
 
 
 # --- fast pieces: a stand-in network, hand-made reports ---------------------------------------
-
-class ConstantNetwork:
-    """A trained ensemble stand-in: member k forecasts the log return ``returns[k]`` whatever
-    the inputs, and the ensemble their mean."""
-
-    def __init__(self, returns):
-        self.returns = np.asarray(returns, np.float32)
-
-    def __call__(self, inputs):
-        return np.full((len(inputs), 1), self.returns.mean(), np.float32)
-
-    def member_outputs(self, inputs):
-        return np.repeat(self.returns[:, None], len(inputs), axis=1)
-
 
 def test_forecast_lstm_turns_log_returns_into_closes():
     test = prepared().splits["test"]

@@ -101,27 +101,29 @@ def backtest_scores(backtest: dict[str, Any]) -> dict[str, float]:
     return {"backtest_rmse_ratio": pooled["rmse_ratio_persistence"]} if "rmse_ratio_persistence" in pooled else {}
 
 
-def _members(prefix: str, seeds: dict[str, Any]) -> dict[str, float]:
+def _execution_figures(prefix: str, figures: dict[str, Any], seeds: dict[str, Any]) -> dict[str, float]:
+    """A report's headline figures, ``<prefix>_rmse_ratio``, ..., and the members' spread when
+    there are several."""
+    low, high = figures["rmse_ratio_ci95"]
+    named = {
+        f"{prefix}_rmse_ratio": figures["rmse_ratio_persistence"],
+        f"{prefix}_rmse_ratio_ci95_low": low, f"{prefix}_rmse_ratio_ci95_high": high,
+        f"{prefix}_dm_p_value": figures["dm_p_value"],
+        f"{prefix}_directional_accuracy": figures["directional_accuracy"],
+        f"{prefix}_interval_coverage": figures["interval_coverage"],
+    }
     ratio = seeds.get("rmse_ratio_persistence")
-    if not isinstance(ratio, dict):
-        return {}
-    return {f"{prefix}_rmse_ratio_members_mean": ratio["mean"], f"{prefix}_rmse_ratio_members_std": ratio["std"],
-            f"{prefix}_members_beat_persistence": seeds["beat_persistence"]}
+    if isinstance(ratio, dict):
+        named |= {f"{prefix}_rmse_ratio_members_mean": ratio["mean"], f"{prefix}_rmse_ratio_members_std": ratio["std"],
+                  f"{prefix}_members_beat_persistence": seeds["beat_persistence"]}
+    return named
 
 
 def test_execution_figures(metrics: dict[str, Any]) -> dict[str, float]:
     """What the evaluate stage adds to its execution's MLflow run (``test_...``)."""
     if "rmse_ratio_persistence" not in metrics:
         return {"test_in_sample_mse_per_day": metrics["in_sample_mse_per_day"]}
-    low, high = metrics["rmse_ratio_ci95"]
-    return {
-        "test_rmse_ratio": metrics["rmse_ratio_persistence"],
-        "test_rmse_ratio_ci95_low": low, "test_rmse_ratio_ci95_high": high,
-        "test_dm_p_value": metrics["dm_p_value"],
-        "test_directional_accuracy": metrics["directional_accuracy"],
-        "test_interval_coverage": metrics["interval_coverage"],
-        **_members("test", metrics.get("seeds", {})),
-    }
+    return _execution_figures("test", metrics, metrics.get("seeds", {}))
 
 
 def backtest_execution_figures(backtest: dict[str, Any]) -> dict[str, float]:
@@ -129,15 +131,7 @@ def backtest_execution_figures(backtest: dict[str, Any]) -> dict[str, float]:
     pooled = backtest.get("pooled", {})
     if "rmse_ratio_persistence" not in pooled:
         return {}
-    low, high = pooled["rmse_ratio_ci95"]
-    return {
-        "backtest_rmse_ratio": pooled["rmse_ratio_persistence"],
-        "backtest_rmse_ratio_ci95_low": low, "backtest_rmse_ratio_ci95_high": high,
-        "backtest_dm_p_value": pooled["dm_p_value"],
-        "backtest_directional_accuracy": pooled["directional_accuracy"],
-        "backtest_interval_coverage": pooled["interval_coverage"],
-        **_members("backtest", backtest.get("seeds", {})),
-    }
+    return _execution_figures("backtest", pooled, backtest.get("seeds", {}))
 
 
 def replace_block(text: str, block: str, where: str = "README.md") -> str:
