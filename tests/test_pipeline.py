@@ -4,7 +4,6 @@ and reproducing a result from a commit. Each test works in a temporary copy of t
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import REPO, tiny_params
+from helpers import REPO, free_port, tiny_params, wait_until_up
 
 pytestmark = pytest.mark.slow
 
@@ -154,12 +153,6 @@ def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):
     assert {r.data.tags["git_dirty"] for r in first.values()} == {"false"}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def api(base: str, path: str, body: dict) -> dict:
     request = urllib.request.Request(
         f"{base}/api/2.0/mlflow/{path}", data=json.dumps(body).encode(),
@@ -179,16 +172,7 @@ def test_a_real_mlflow_server_serves_one_executions_runs(pipeline):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(1)
+        wait_until_up(f"{base}/health", server, 120)
         experiments = api(base, "experiments/search", {"max_results": 100})["experiments"]
         ids = [e["experiment_id"] for e in experiments if e["name"].startswith("nextclose-")]
         train = json.loads((repo / ".nextclose/train_run.json").read_text())

@@ -1,54 +1,37 @@
-"""Every trained model is a registered version; `nextclose champion` aliases the best one."""
+"""`nextclose champion`: the newest registered version challenges the champion (the end-to-end
+test is in test_predict.py, on a workspace trained twice)."""
 
-import json
-
-import mlflow
-import numpy as np
 import pytest
 
 from nextclose import cli, registry
-from nextclose.layout import read_windows
-
-from helpers import tiny_params, write_params
 
 
-def test_choose_champion_takes_the_lowest_figure_and_skips_missing():
-    assert registry.choose_champion({"1": 0.9, "2": 0.7, "3": None, "4": float("nan")}) == "2"
-    assert registry.choose_champion({"1": 0.5, "2": 0.5}) == "1"
-    assert registry.choose_champion({"1": None}) is None
+@pytest.mark.parametrize("newest, champion, expected", [
+    (("2", 0.5), None, ("2", True, "version 2's best_val_loss 0.5; there was no champion")),
+    (("2", 0.5), ("1", 0.7), ("2", True, "version 2's best_val_loss 0.5 is below champion version 1's 0.7")),
+    (("2", 0.7), ("1", 0.7), ("1", False, "version 2's best_val_loss 0.7 is not below champion version 1's 0.7")),
+    (("2", 0.9), ("1", 0.7), ("1", False, "is not below champion version 1's 0.7")),
+    (("2", 0.9), ("1", None), ("2", True, "champion version 1 has no best_val_loss")),
+    (("2", 0.9), ("1", float("nan")), ("2", True, "champion version 1 has no best_val_loss")),
+    (("2", 0.9), ("2", 0.9), ("2", False, "version 2 is already the champion")),
+    (("2", 0.9), ("1", 0.7, "takes tensors"), ("2", True, "0.9; champion version 1 takes tensors")),
+])
+def test_the_challenger_takes_the_title_only_with_a_lower_figure(newest, champion, expected):
+    decision = registry.challenge("best_val_loss", *newest, *(champion or (None, None)))
+    assert (decision.champion, decision.moved) == expected[:2]
+    assert expected[2] in decision.reason
 
 
-@pytest.mark.slow  # three trainings and evaluations end to end: with the pipeline's tests
-def test_each_training_registers_a_version_and_champion_moves_the_alias(workspace, capsys):
-    assert cli.main(["prepare"]) == 0
-    figures = {}
-    for steps in (20, 60):
-        write_params(workspace, tiny_params(train={"steps": steps, "learning_rate": 0.01}))
-        assert cli.main(["train"]) == 0
-        assert cli.main(["evaluate"]) == 0
-        train = json.loads((workspace / "models/train.json").read_text())
-        trained_by = json.loads((workspace / ".nextclose/train_run.json").read_text())
-        assert trained_by["registered_model"] == "nextclose-lstm"
-        metrics = json.loads((workspace / "reports/metrics.json").read_text())
-        figures[str(trained_by["registered_version"])] = (train["best_val_loss"], metrics["rmse_ratio_persistence"])
-    assert sorted(figures) == ["1", "2"]
+@pytest.mark.parametrize("figure", [None, float("inf")])
+def test_a_challenger_without_the_figure_is_refused(figure):
+    with pytest.raises(registry.RegistryError, match="version 3 has no backtest_rmse_ratio; run the backtest"):
+        registry.challenge("backtest_rmse_ratio", "3", figure, "1", 0.9)
 
-    client = mlflow.MlflowClient()
-    # the default chooses on validation (the served ensemble's loss), and the tag says so;
-    # choosing on a test figure is allowed, with a note that it spends the test split
-    for argv, position, split in (([], 0, "validation"), (["--metric", "rmse_ratio_persistence"], 1, "test")):
-        capsys.readouterr()
-        assert cli.main(["champion", *argv]) == 0
-        expected = min(figures, key=lambda v: (figures[v][position], int(v)))
-        version = client.get_model_version_by_alias("nextclose-lstm", "champion")
-        assert str(version.version) == expected
-        assert version.tags["champion_chosen_on"] == split
-        out = capsys.readouterr().out
-        assert "<- champion" in out and (("chosen on the test split" in out) == (split == "test"))
 
-    champion = mlflow.pyfunc.load_model("models:/nextclose-lstm@champion")
-    x = read_windows(workspace / "data/prepared")["test"].inputs[:3]
-    assert np.asarray(champion.predict(x)).shape == (3,)
+def test_no_test_split_figure_can_choose():
+    assert set(registry.SPLITS.values()) == {"validation", "in-sample", "backtest"}
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["champion", "--metric", "rmse_ratio_persistence"])
 
 
 def test_champion_without_models_is_a_clear_error(workspace, capsys):

@@ -7,11 +7,12 @@ from pathlib import Path
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-from nextclose import cli
-from nextclose.layout import read_windows
+from nextclose import cli, forecaster
+from nextclose.layout import read_prepared_bars, read_windows
 
 from helpers import tiny_params, write_params
 
@@ -70,13 +71,31 @@ def test_lstm_train_stage(workspace, capsys):
     linked = {metric.key: metric for metric in logged.metrics}
     assert linked["best_val_loss"].value == pytest.approx(summary["best_val_loss"])
     assert linked["val_loss"].step == summary["best_step"] > 0
+    # It takes bars: named columns, an input example of real bars, the interval's inference params
     pyfunc_model = mlflow.pyfunc.load_model(trained_by["model_uri"])
-    assert pyfunc_model.metadata.get_input_schema() is not None
-    x = read_windows(workspace / "data/prepared")["test"].inputs
+    assert pyfunc_model.metadata.get_input_schema().input_names() == ["date", "open", "high", "low", "close", "volume"]
+    assert pyfunc_model.metadata.get_output_schema().input_names() == list(forecaster.OUTPUT_COLUMNS)
+    assert {p.name: p.default for p in pyfunc_model.metadata.get_params_schema().params} == {
+        "interval": 0.9, "every_day": False}
+    info = mlflow.models.get_model_info(trained_by["model_uri"])
+    example = mlflow.models.Model.load(trained_by["model_uri"]).load_input_example(
+        mlflow.artifacts.download_artifacts(trained_by["model_uri"]))
+    prepared = read_prepared_bars(workspace / "data/prepared")
+    validation = prepared.loc[prepared["split"] == "validation"].tail(10)
+    assert example["date"].tolist() == validation["date"].tolist()  # ISO dates, as bars.csv has them
+    np.testing.assert_array_equal(example["close"], validation["close"])
+    assert "python_function" in info.flavors and "keras" not in info.flavors
+    # its forecasts over the test windows are the network's (models/), in prices
+    windows = read_windows(workspace / "data/prepared")["test"]
     local = keras.saving.load_model(workspace / "models/model.keras")
-    np.testing.assert_allclose(np.asarray(pyfunc_model.predict(x)).ravel(),
-                               np.asarray(local(x)).ravel(), rtol=1e-6)
-    assert "keras" in mlflow.models.get_model_info(trained_by["model_uri"]).flavors
+    answer = pyfunc_model.predict(prepared.drop(columns=["split"]), params={"every_day": True})
+    matched = answer.set_index("date").loc[pd.to_datetime(windows.target_dates).strftime("%Y-%m-%d")]
+    np.testing.assert_allclose(matched["forecast"], windows.last_close * np.exp(np.asarray(local(windows.inputs))
+                                                                              .ravel().astype(np.float64)), rtol=1e-6)
+    # the calibration beside the model: one residual per validation day
+    calibration = json.loads((workspace / "models/calibration.json").read_text())
+    assert (calibration["window"], calibration["volume"]) == (10, True)
+    assert len(calibration["residuals"]) == len(read_windows(workspace / "data/prepared")["validation"].targets)
     # what it needs to load is pinned to what trained it
     requirements = Path(mlflow.pyfunc.get_model_dependencies(trained_by["model_uri"]))
     pinned = dict(line.split("==") for line in requirements.read_text().split())
@@ -126,17 +145,25 @@ def test_tutorial_train_stage(workspace, capsys):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().endswith(f"(1, {len(sequence['y'])})")
 
+    # It has no held-out forecast to serve: predict refuses it, from models/ or from the registry
+    capsys.readouterr()
+    assert cli.main(["predict"]) == 2
+    assert "models: a model of the tutorial kind, which has no held-out forecast" in capsys.readouterr().err
+    assert cli.main(["predict", "--model", model_uri]) == 2
+    refused = capsys.readouterr().err
+    assert f"{model_uri} does not take bars (it takes a tensor): a model of the tutorial kind" in refused
+
 
 def test_train_failure_keeps_previous_model(workspace, monkeypatch):
     assert cli.main(["prepare"]) == 0
     assert cli.main(["train"]) == 0
     before = (workspace / "models/model.keras").read_bytes()
-    from nextclose import tracking
+    from nextclose import served
 
     def broken(*args, **kwargs):
         raise RuntimeError("tracking store went away")
 
-    monkeypatch.setattr(tracking, "log_keras_model", broken)
+    monkeypatch.setattr(served, "log_bars_model", broken)
     write_params(workspace, tiny_params(train={"steps": 40}))
     with pytest.raises(RuntimeError):
         cli.main(["train"])
@@ -168,13 +195,14 @@ def test_the_same_inputs_give_byte_identical_outputs(workspace):
 def test_champion_skips_a_version_whose_training_run_was_killed(workspace, capsys):
     assert cli.main(["prepare"]) == 0
     versions = []
-    for steps in (20, 60):
+    for steps in (20, 40):
         write_params(workspace, tiny_params(train={"steps": steps, "learning_rate": 0.01}))
         assert cli.main(["train"]) == 0
         versions.append(json.loads((workspace / ".nextclose/train_run.json").read_text()))
     client = mlflow.MlflowClient()
-    best = min(versions, key=lambda v: client.get_run(v["run_id"]).data.metrics["best_val_loss"])
-    client.set_terminated(best["run_id"], status="KILLED")
-    assert cli.main(["champion", "--metric", "best_val_loss"]) == 0
+    client.set_terminated(versions[1]["run_id"], status="KILLED")
+    capsys.readouterr()
+    assert cli.main(["champion"]) == 0
+    assert "note: skipped version 2: no best_val_loss" in capsys.readouterr().out
     chosen = client.get_model_version_by_alias("nextclose-lstm", "champion").version
-    assert str(chosen) != str(best["registered_version"])
+    assert str(chosen) == str(versions[0]["registered_version"])

@@ -100,17 +100,31 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--params", default="params.yaml", metavar="PATH", help="params file to update")
     apply.add_argument("--best", default="reports/best_params.yaml", metavar="PATH",
                        help="the tune stage's best values (default: %(default)s)")
-    champion_help = "point a registry alias at the registered model version with the best figure"
+    predict_help = "forecast the next trading day's close from the latest bars of the data source"
+    predict = commands.add_parser(
+        "predict", help=predict_help, description=predict_help + ": with --model URI, else the registry's "
+        "models:/nextclose-lstm@champion, else the workspace's models/. Bars come from params' data "
+        "(data.start and data.end are not applied: the forecast starts from the latest bar).")
+    predict.add_argument("--params", default="params.yaml", metavar="PATH",
+                         help="params file: data (where the bars come from) and evaluate.interval (the coverage)")
+    predict.add_argument("--model", metavar="URI", help="an MLflow model URI, e.g. models:/nextclose-lstm/3")
+    predict.add_argument("--csv", metavar="PATH", help="read the bars from this CSV file instead of params' data")
+    predict.add_argument("--as-of", metavar="DATE", help="forecast from the bars up to this date (YYYY-MM-DD)")
+    output = predict.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object: " + ", ".join(
+        '"date", "last_close", "forecast", "lower", "upper", "model_uri"'.split(", ")) + " and more")
+    output.add_argument("--all", action="store_true",
+                        help="a forecast after every bar that ends a whole window, as CSV (batch scoring)")
+    predict.add_argument("--output", metavar="PATH", help="with --all: write the CSV here (default: stdout)")
+    champion_help = ("the newest registered version challenges @champion: it gets @challenger, and "
+                     "@champion moves to it only when its figure is lower")
     champion = commands.add_parser("champion", help=champion_help, description=champion_help)
     champion.add_argument("--kind", default="lstm", choices=("lstm", "tutorial"),
                           help="which registered model, nextclose-<kind> (default: %(default)s)")
-    champion.add_argument("--metric", default=None,
-                          choices=registry.TRAIN_METRICS + registry.EVALUATE_METRICS,
-                          help="lower is better; best_val_loss (the ensemble's validation loss) and "
-                          "final_cost come from the training run, the others from its evaluation on the "
-                          "test split, which choosing on spends (default: best_val_loss; final_cost for "
-                          "the tutorial kind)")
-    champion.add_argument("--alias", default="champion", help="the alias to move (default: %(default)s)")
+    champion.add_argument("--metric", default=None, choices=registry.TRAIN_METRICS + registry.EXECUTION_METRICS,
+                          help="lower is better; best_val_loss (the ensemble's validation loss) and final_cost "
+                          "come from the training run, backtest_rmse_ratio from its pipeline execution; never "
+                          "a test figure (default: best_val_loss; final_cost for the tutorial kind)")
     return parser
 
 
@@ -119,6 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # TensorFlow's C++ INFO and WARNING lines hide our own messages; errors still show.
     # A user's own setting wins: TF_CPP_MIN_LOG_LEVEL=0 shows them all (see import_tensorflow).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow draws a progress bar per model it downloads or checks; stage logs are read later.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         # A stage killed mid-commit left its outputs half-replaced: finish or undo that first.
         mended = atomic.recover(Path("."), layout.OUTPUTS)
@@ -127,7 +143,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "champion":
             from nextclose.commands import champion
 
-            champion.main(args.kind, args.metric or registry.DEFAULT_METRIC[args.kind], args.alias)
+            champion.main(args.kind, args.metric or registry.DEFAULT_METRIC[args.kind])
+            return 0
+        if args.command == "predict":
+            if args.output is not None and not args.all:
+                raise ParamsError("--output: only with --all")
+            params = load_params(args.params)
+            import_tensorflow()
+            from nextclose.commands import predict
+
+            predict.main(params, args.model, args.csv, args.as_of, args.json, args.all, args.output)
             return 0
         if args.command == "apply-best":
             from nextclose.commands import apply_best

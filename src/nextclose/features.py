@@ -66,26 +66,38 @@ def feature_names(volume: bool) -> tuple[str, ...]:
     return names + ("log_volume",) if volume else names
 
 
+def window_inputs(bars: pd.DataFrame, params: FeatureParams) -> np.ndarray:
+    """The model inputs of every window of ``params.window`` days in ``bars``, one per row from
+    row ``window - 1`` on (the window ending on that row): ``[len(bars) - window + 1, window,
+    features]`` float32, log-relative to the window's last close. The forecaster reads the
+    last one; training reads all but the last (which has no next day)."""
+    window = params.window
+    n_windows = len(bars) - window + 1
+    if n_windows <= 0:
+        return np.zeros((0, window, len(feature_names(params.volume))), np.float32)
+    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+    # index[i, j] is the row of day j of window i; window i ends on row i + window - 1.
+    index = np.arange(window)[None, :] + np.arange(n_windows)[:, None]
+    log_prices = np.log(prices)
+    channels = [log_prices[index] - log_prices[index[:, -1], 3][:, None, None]]
+    if params.volume:
+        log_volume = np.log1p(bars["volume"].to_numpy(dtype=np.float64))[index]
+        channels.append((log_volume - log_volume.mean(axis=1, keepdims=True))[..., None])
+    return np.concatenate(channels, axis=-1).astype(np.float32)
+
+
 def make_windows(bars: pd.DataFrame, params: FeatureParams) -> Windows:
     """Every window of ``params.window`` days with its next-day target, in date order."""
     window = params.window
-    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
-    close = prices[:, 3]
+    close = bars["close"].to_numpy(dtype=np.float64)
     n_samples = len(bars) - window
     if n_samples <= 0:
         return Windows(
             np.zeros((0, window, len(feature_names(params.volume))), np.float32),
             np.zeros(0, np.float32), np.zeros(0), np.zeros(0), np.zeros(0, "datetime64[D]"),
         )
-    # index[i, j] is the row of day j of sample i; sample i ends on row i + window - 1.
-    index = np.arange(window)[None, :] + np.arange(n_samples)[:, None]
-    last = index[:, -1]
-    log_prices = np.log(prices)
-    channels = [log_prices[index] - np.log(close[last])[:, None, None]]
-    if params.volume:
-        log_volume = np.log1p(bars["volume"].to_numpy(dtype=np.float64))[index]
-        channels.append((log_volume - log_volume.mean(axis=1, keepdims=True))[..., None])
-    inputs = np.concatenate(channels, axis=-1).astype(np.float32)
+    inputs = window_inputs(bars, params)[:n_samples]  # the last window has no next day
+    last = np.arange(n_samples) + window - 1
     targets = np.log(close[last + 1] / close[last]).astype(np.float32)
     dates = bars["date"].to_numpy().astype("datetime64[D]")
     return Windows(inputs, targets, close[last], close[last + 1], dates[last + 1])

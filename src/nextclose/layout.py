@@ -62,6 +62,8 @@ TUNE_STUDY_FILE = Path("reports/tune_study.json")
 MODEL_FILE = "model.keras"
 TRAIN_SUMMARY_FILE = "train.json"
 TUTORIAL_STATE_FILE = "tutorial_state.npz"
+# The lstm's validation residuals, for the forecaster's intervals (nextclose.forecaster.Calibration).
+CALIBRATION_FILE = "calibration.json"
 # The MLflow run and model that made models/: not a DVC output (it differs on every run, while
 # models/ must not), not in git; evaluate links its run to it when it is there.
 TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
@@ -111,7 +113,7 @@ def _renumber_shared_objects(config: Any) -> Any:
     return walk(config)
 
 
-def _save_keras(model: Any, path: Path) -> None:
+def save_keras(model: Any, path: Path) -> None:
     """``model.save`` without the save time Keras stamps into the archive, so the same
     weights give the same bytes (and ``dvc status`` knows a reproduced model)."""
     stamped = path.with_name(path.name + ".stamped.keras")
@@ -217,11 +219,15 @@ def read_prepared_bars(directory: Path = PREPARED_DIR) -> pd.DataFrame:
 def write_models(
     commit: atomic.Commit, model: Any, summary: dict[str, object],
     tutorial_state: Optional[tuple[np.ndarray, np.ndarray]] = None, directory: Path = MODELS_DIR,
+    calibration: Optional[dict[str, Any]] = None,
 ) -> None:
-    """The trained model (anything with Keras' ``save``), its summary and the tutorial's
-    trained data, replacing ``directory`` with the commit. Same inputs, same bytes."""
+    """The trained model (anything with Keras' ``save``), its summary, and the tutorial's
+    trained data or the lstm's calibration, replacing ``directory`` with the commit. Same
+    inputs, same bytes."""
     staging = commit.directory(directory)
-    _save_keras(model, staging / MODEL_FILE)
+    save_keras(model, staging / MODEL_FILE)
+    if calibration is not None:
+        (staging / CALIBRATION_FILE).write_text(json.dumps(calibration) + "\n")
     if tutorial_state is not None:
         x, y = tutorial_state
         save_npz(staging / TUTORIAL_STATE_FILE, {"x": x, "y": y})
@@ -246,6 +252,11 @@ def model_file(directory: Path = MODELS_DIR) -> Path:
 
 def read_train_summary(directory: Path = MODELS_DIR) -> dict[str, Any]:
     return json.loads(_require(directory / TRAIN_SUMMARY_FILE, "train").read_text())
+
+
+def read_calibration(directory: Path = MODELS_DIR) -> dict[str, Any]:
+    """The lstm's calibration document (the tutorial kind has none: it has no held-out days)."""
+    return json.loads(_require(directory / CALIBRATION_FILE, "train").read_text())
 
 
 def read_tutorial_state(directory: Path = MODELS_DIR) -> tuple[np.ndarray, np.ndarray]:

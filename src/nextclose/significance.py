@@ -157,9 +157,13 @@ def conformal_log_interval(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Price intervals around ``forecasts`` from calibration days' absolute log residuals
     ``|log(actual / forecast)|``: split conformal on the log scale."""
-    residuals = np.abs(np.log(np.asarray(calibration_actual, dtype=np.float64))
-                       - np.log(np.asarray(calibration_forecasts, dtype=np.float64)))
+    residuals = log_residuals(calibration_actual, calibration_forecasts)
     return log_interval(forecasts, conformal_quantile(residuals, coverage))
+
+
+def log_residuals(actual: np.ndarray, forecasts: np.ndarray) -> np.ndarray:
+    """``|log(actual / forecast)|``, the conformal score of the log-scale intervals."""
+    return np.abs(np.log(np.asarray(actual, dtype=np.float64)) - np.log(np.asarray(forecasts, dtype=np.float64)))
 
 
 def interval_coverage(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> float:

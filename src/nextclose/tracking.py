@@ -465,10 +465,12 @@ class _KerasFlavour:
 
 # What a logged model needs to load; the rest of nextclose is not needed (the graphs are exported).
 MODEL_DISTRIBUTIONS = (("keras",), ("numpy",), ("tensorflow", "tensorflow-cpu"))
+# The bars forecaster (nextclose.served) runs nextclose's own code too, which reads these.
+FORECASTER_DISTRIBUTIONS = MODEL_DISTRIBUTIONS + (("pandas",), ("PyYAML",))
 
 
-def model_requirements() -> list[str]:
-    """The installed versions of :data:`MODEL_DISTRIBUTIONS`, pinned.
+def model_requirements(distributions: tuple[tuple[str, ...], ...] = MODEL_DISTRIBUTIONS) -> list[str]:
+    """The installed versions of ``distributions`` (of each tuple, the first installed), pinned.
 
     Given, not inferred: MLflow infers them by loading the model in a subprocess, which costs
     seconds per logged model and finds these same packages.
@@ -476,7 +478,7 @@ def model_requirements() -> list[str]:
     from importlib import metadata
 
     pins = []
-    for alternatives in MODEL_DISTRIBUTIONS:
+    for alternatives in distributions:
         for distribution in alternatives:
             try:
                 pins.append(f"{distribution}=={metadata.version(distribution)}")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -99,3 +103,29 @@ class ConstantNetwork:
 
     def member_outputs(self, inputs):
         return np.repeat(self.returns[:, None], len(inputs), axis=1)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, server: subprocess.Popen, seconds: float, log: Path | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail when the server exits (with its log's end) or
+    after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited ({server.returncode}) before {url} answered"
+                                 + (f":\n{log.read_text()[-3000:]}" if log is not None else ""))
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer in {seconds:g} s")
+        time.sleep(1)

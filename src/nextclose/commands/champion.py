@@ -1,20 +1,27 @@
-"""``nextclose champion``: point a registry alias at the model version with the best figure.
+"""``nextclose champion``: the newest registered version challenges ``@champion``.
 
-The figure comes from the version's training run (``best_val_loss``, the served
-ensemble's validation loss, by default) or from that run's evaluation on the test split;
-:mod:`nextclose.registry` holds the rules, this module the MLflow calls.
+The newest version gets ``@challenger``; ``@champion`` moves to it only when its figure is
+lower (:func:`nextclose.registry.challenge`). The figure comes from the version's training
+run (``best_val_loss``, the served ensemble's validation loss, by default) or from the run of
+the pipeline execution that trained it (``backtest_rmse_ratio``); :mod:`nextclose.registry`
+holds the rules, this module the MLflow calls.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 from nextclose import registry
 
+CHAMPION, CHALLENGER = "champion", "challenger"
+
 
 def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
-    """``metric`` of a model version, from its training run or that run's evaluation."""
+    """``metric`` of a model version, from its training run or its pipeline execution's run."""
     import mlflow
+
+    from nextclose import tracking
 
     try:
         train_run = client.get_run(version.run_id)
@@ -24,16 +31,31 @@ def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
         return None
     if metric in registry.TRAIN_METRICS:
         return train_run.data.metrics.get(metric)
-    evaluate_run_id = train_run.data.tags.get("evaluate_run_id")
-    if not evaluate_run_id:
+    execution = train_run.data.tags.get("pipeline_execution")
+    experiment = client.get_experiment_by_name(tracking.PIPELINE_EXPERIMENT)
+    if not execution or experiment is None:
         return None
+    found = client.search_runs([experiment.experiment_id],
+                               filter_string=f"tags.pipeline_execution = '{execution}'", max_results=1)
+    return found[0].data.metrics.get(metric) if found else None
+
+
+def takes_bars(name: str, version: str) -> bool:
+    """Whether a version is a bars forecaster (nextclose.served); lstm versions logged before
+    it took tensors, which ``nextclose predict`` and a served endpoint cannot use."""
+    import mlflow
+
     try:
-        return client.get_run(evaluate_run_id).data.metrics.get(metric)
+        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
     except mlflow.exceptions.MlflowException:
-        return None
+        return False
+    inputs = None if signature is None else signature.inputs
+    return inputs is not None and not inputs.is_tensor_spec() and "close" in inputs.input_names()
 
 
-def main(kind: str, metric: str, alias: str) -> None:
+def main(kind: str, metric: str) -> None:
+    import mlflow
+
     from nextclose import tracking
 
     with tracking.store_lock():
@@ -46,21 +68,38 @@ def main(kind: str, metric: str, alias: str) -> None:
         raise registry.RegistryError(
             f"no versions of registered model {name!r} in {tracking.tracking_uri()}; run the train stage first"
         )
-    figures = {str(v.version): version_figure(client, v, metric) for v in versions}
-    best = registry.choose_champion(figures)
-    if best is None:
-        raise registry.RegistryError(
-            f"no version of {name!r} has {metric!r}"
-            + ("; run the evaluate stage" if metric in registry.EVALUATE_METRICS else "")
-        )
-    client.set_registered_model_alias(name, alias, best)
-    client.set_model_version_tag(name, best, f"{alias}_{metric}", str(figures[best]))
-    client.set_model_version_tag(name, best, f"{alias}_chosen_on", registry.metric_split(metric))
-    if registry.metric_split(metric) == "test":
-        print(f"note: chosen on the test split ({metric}): its test figures are no longer an unbiased "
-              f"estimate of its error; the default, best_val_loss, chooses on validation")
-    for version, figure in sorted(figures.items(), key=lambda item: int(item[0])):
-        mark = f"  <- {alias}" if version == best else ""
-        shown = "-" if figure is None else f"{figure:.6g}"
-        print(f"{name} version {version}: {metric} {shown}{mark}")
-    print(f"load it with mlflow.pyfunc.load_model('models:/{name}@{alias}')")
+    # A version whose training did not finish, or that lacks the figure, cannot challenge.
+    figures = {int(v.version): version_figure(client, v, metric) for v in versions}
+    usable = [version for version, figure in figures.items() if figure is not None and math.isfinite(figure)]
+    if not usable:
+        raise registry.RegistryError(f"no version of {name!r} has {metric}"
+                                     + ("; run the backtest stage" if metric in registry.EXECUTION_METRICS else ""))
+    newest = max(usable)
+    skipped = sorted(version for version in figures if version > newest)
+    if skipped:
+        print(f"note: skipped version{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))}: "
+              f"no {metric} (a training that did not finish, or a stage not run)")
+    try:
+        champion: Optional[Any] = client.get_model_version_by_alias(name, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        champion = None
+    unfit = None
+    if kind == "lstm" and champion is not None and not takes_bars(name, str(champion.version)):
+        unfit = "takes tensors, not bars (logged before the served model took bars)"
+    decision = registry.challenge(
+        metric, str(newest), figures[newest],
+        None if champion is None else str(champion.version),
+        None if champion is None else figures.get(int(champion.version)), unfit)
+    split = registry.metric_split(metric)
+    if champion is None or str(champion.version) != str(newest):
+        client.set_registered_model_alias(name, CHALLENGER, str(newest))
+    client.set_model_version_tag(name, str(newest), "challenge", decision.reason)
+    if decision.moved:
+        client.set_registered_model_alias(name, CHAMPION, decision.champion)
+        client.set_model_version_tag(name, decision.champion, "champion_reason", decision.reason)
+        client.set_model_version_tag(name, decision.champion, "champion_chosen_on", split)
+    verb = "is now" if decision.moved else "stays"
+    print(f"{name} version {decision.champion} {verb} @{CHAMPION}: {decision.reason} ({split})")
+    if kind == "lstm":
+        print(f"forecast with it: nextclose predict (or mlflow models serve -m models:/{name}@{CHAMPION} "
+              f"--env-manager local)")

@@ -123,13 +123,25 @@ def main(params: Params) -> None:
                 "final_loss": final.loss, "final_val_loss": summary["final_val_loss"],
                 "steps_run": result.steps_run,
             })
-            input_example = data.validation.inputs[:5]
         name = registry.registered_name(params.model.kind)
-        logged = tracking.log_keras_model(
-            result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
-            exported=True,  # the ensembles are custom classes; their graph loads without nextclose
-            step=final.step if tutorial_kind else result.best_step,  # the curve's point the model is
-        )
+        step = final.step if tutorial_kind else result.best_step  # the curve's point the model is
+        calibration = None
+        if tutorial_kind:
+            logged = tracking.log_keras_model(
+                result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
+                exported=True,  # a custom class; its graph loads without nextclose
+                step=step,
+            )
+        else:  # the served model takes bars: windowing and scaling inside (nextclose.served)
+            from nextclose import forecaster, served
+
+            calibration = forecaster.calibrate(result.model, data.validation, params.features)
+            validation_bars = layout.read_prepared_bars().query("split == 'validation'")
+            logged = served.log_bars_model(
+                result.model, calibration, served.bars_example(validation_bars, calibration),
+                name=tracking.model_name(params), registered_model_name=name,
+                requirements=tracking.model_requirements(tracking.FORECASTER_DISTRIBUTIONS), step=step,
+            )
         final_figures = ({"final_cost": final.loss} if tutorial_kind else
                          {"best_val_loss": result.best_loss, "best_step": result.best_step,
                           "steps_run": result.steps_run})
@@ -145,7 +157,8 @@ def main(params: Params) -> None:
             tutorial_state = (result.trained_inputs, result.trained_targets)
         # Files last, in one commit, so a failure or a kill above leaves the old outputs whole.
         with atomic.Commit() as commit:
-            layout.write_models(commit, result.model, summary, tutorial_state)
+            layout.write_models(commit, result.model, summary, tutorial_state,
+                                calibration=None if calibration is None else calibration.document())
             layout.write_history(commit, result.history, with_validation=not tutorial_kind)
             layout.write_resolved_params(commit, params.model, params.train)
             layout.write_train_run(commit, ids)

@@ -1,0 +1,175 @@
+"""``nextclose predict``: the next trading day's close, from the latest bars of the data source.
+
+The bars come from ``data`` in params (a network source is fetched again; ``--csv`` reads a
+file instead) and are checked with prepare's rules; the model is ``--model URI``, else the
+registry's ``models:/nextclose-lstm@champion``, else the workspace's ``models/`` (saying so).
+Registered models are the bars forecasters of :mod:`nextclose.served`; the workspace's model
+runs the same code (:mod:`nextclose.forecaster`) in this process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import sys
+from typing import Any, Callable, Optional
+
+import pandas as pd
+
+from nextclose import atomic, bars, forecaster, layout, registry
+from nextclose.errors import DataError, UserError
+from nextclose.params import Params
+
+CHAMPION_URI = f"models:/{registry.registered_name('lstm')}@champion"
+WORKSPACE_MODEL = "models/"
+# What --json prints (users' scripts read these keys).
+JSON_KEYS = ("date", "last_close", "forecast", "lower", "upper", "model_uri")
+
+# bars, coverage, every_day -> forecaster.OUTPUT_COLUMNS
+Forecast = Callable[[pd.DataFrame, float, bool], pd.DataFrame]
+
+
+class NotAForecaster(UserError):
+    """The model given cannot forecast from bars (the tutorial kind, or not a nextclose model)."""
+
+
+def read_latest_bars(params: Params, csv_path: Optional[str]) -> tuple[pd.DataFrame, str]:
+    """Every bar of the source, checked like prepare checks them, and the source's name.
+
+    ``data.start`` and ``data.end`` are not applied: the forecast starts from the latest bar
+    (``--as-of`` cuts the history instead)."""
+    data = params.data
+    if csv_path is not None:
+        table, source = bars.read_csv_bars(csv_path, data.columns), csv_path
+    elif data.source == "msft":
+        table, source = bars.load_msft(), "pmdarima.datasets.load_msft"
+    elif data.source == "csv":
+        assert data.path is not None  # the params check guarantees it
+        table, source = bars.read_csv_bars(data.path, data.columns), data.path
+    else:
+        from nextclose import sources
+
+        table = sources.fetch(data.source, data.symbol, data.start_date, None)
+        source = f"{data.source}:{sources.library_symbol(data.source, data.symbol)}"
+    bars.validate_bars(table, source)
+    return table, source
+
+
+def cut_at(table: pd.DataFrame, as_of: Optional[str], source: str) -> pd.DataFrame:
+    """The bars up to and including ``as_of`` (an ISO date), or all of them."""
+    if as_of is None:
+        return table
+    try:
+        day = dt.date.fromisoformat(as_of)
+    except ValueError:
+        raise DataError(f"--as-of: {as_of!r} is not an ISO date (YYYY-MM-DD)") from None
+    return bars.select_dates(table, None, day, source, hint="--as-of is before the first bar")
+
+
+def _registered_forecast(uri: str) -> Forecast:
+    import mlflow
+
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except mlflow.exceptions.MlflowException as error:
+        raise UserError(f"--model {uri}: cannot be read: {error.message}") from None
+    schema = info.signature.inputs if info.signature is not None else None
+    inputs = [] if schema is None or schema.is_tensor_spec() else schema.input_names()
+    if "close" not in inputs:
+        takes = f"columns {', '.join(inputs)}" if inputs else "a tensor" if schema is not None else "no signature"
+        raise NotAForecaster(
+            f"{uri} does not take bars (it takes {takes}): a model of the tutorial kind has no held-out "
+            f"forecast to serve, and only lstm models trained by this version of nextclose take bars")
+    model = mlflow.pyfunc.load_model(uri)
+
+    def forecast(table: pd.DataFrame, coverage: float, every_day: bool) -> pd.DataFrame:
+        sent = table.assign(date=table["date"].dt.strftime("%Y-%m-%d"))
+        missing = [name for name in inputs if name not in sent.columns]
+        if missing:
+            raise DataError(f"the bars have no {', '.join(missing)} column, which {uri} reads")
+        return model.predict(sent[inputs], params={"interval": coverage, "every_day": every_day})
+
+    return forecast
+
+
+def _workspace_forecast() -> Forecast:
+    import keras
+
+    from nextclose import model as _registers_the_ensemble  # noqa: F401  (load_model needs it)
+
+    kind = layout.read_train_summary()["kind"]
+    if kind != "lstm":
+        raise NotAForecaster(f"{layout.MODELS_DIR}: a model of the {kind} kind, which has no held-out forecast "
+                             f"to serve; train an lstm (model.kind: lstm)")
+    calibration = forecaster.Calibration.from_document(layout.read_calibration(),
+                                                       str(layout.MODELS_DIR / layout.CALIBRATION_FILE))
+    network = keras.saving.load_model(layout.model_file(), compile=False)
+
+    def forecast(table: pd.DataFrame, coverage: float, every_day: bool) -> pd.DataFrame:
+        checked = forecaster.read_bars(table, calibration, "the bars")
+        return forecaster.forecast_table(network, checked, calibration, coverage, every_day)
+
+    return forecast
+
+
+def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecast]:
+    """The model to use: its URI (a registry version pinned), its registered version, and its forecast."""
+    import mlflow
+
+    from nextclose import tracking
+
+    if model_uri is not None:
+        return model_uri, None, _registered_forecast(model_uri)
+    with tracking.store_lock():
+        client = tracking.open_client()
+    name = registry.registered_name("lstm")
+    try:
+        version = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        print(f"note: no {CHAMPION_URI} in {tracking.tracking_uri()} (run nextclose champion); "
+              f"using the workspace's {WORKSPACE_MODEL}", file=sys.stderr)
+        return WORKSPACE_MODEL, None, _workspace_forecast()
+    pinned = f"models:/{name}/{version.version}"
+    return pinned, str(version.version), _registered_forecast(pinned)
+
+
+def _number(value: Any) -> Optional[float]:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_of: Optional[str],
+         as_json: bool, every_day: bool, output: Optional[str]) -> None:
+    full, source = read_latest_bars(params, csv_path)
+    table = cut_at(full, as_of, source)
+    uri, version, forecast = resolve_model(model_uri)
+    coverage = params.evaluate.interval
+    answer = forecast(table, coverage, every_day)
+    if every_day:  # batch: one forecast per day, as a CSV file (or on stdout)
+        text = answer.to_csv(index=False, float_format="%.10g")
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            atomic.write_text(output, text)
+            print(f"wrote {len(answer)} forecasts ({answer['date'].iloc[0]} .. {answer['date'].iloc[-1]}) "
+                  f"by {uri} to {output}", file=sys.stderr)
+        return
+    row = answer.iloc[-1]
+    later = full.loc[full["date"] == pd.Timestamp(row["date"]), "close"]
+    actual = float(later.iloc[0]) if len(later) else None  # known when --as-of looks back
+    if as_json:
+        document = {key: row[key] for key in JSON_KEYS if key in row.index}
+        document = {key: _number(v) if key != "date" else v for key, v in document.items()}
+        document |= {"model_uri": uri, "last_date": row["last_date"], "model_version": version,
+                     "interval": coverage, "actual": actual}
+        print(json.dumps({key: document[key] for key in (*JSON_KEYS, "last_date", "model_version", "interval",
+                                                         "actual")}))
+        return
+    print(f"model: {uri}" + (f" (version {version}, {CHAMPION_URI})" if version and model_uri is None else ""))
+    print(f"bars: {source}, last bar {row['last_date']}: close {row['last_close']:.4f}")
+    print(f"forecast for {row['date']}: close {row['forecast']:.4f}, {coverage:.0%} interval "
+          f"{row['lower']:.4f} .. {row['upper']:.4f}")
+    if actual is not None:
+        inside = row["lower"] <= actual <= row["upper"]
+        print(f"actual close that day: {actual:.4f} ({'inside' if inside else 'outside'} the interval)")

@@ -1,0 +1,115 @@
+"""Daily bars in, the next close and its interval out: the forecaster a user calls.
+
+The trained ensemble reads normalised windows of log prices; a caller has bars. This module
+turns the one into the other the way prepare does (:func:`nextclose.features.window_inputs`),
+and the ensemble's log return back into a close. The interval is split conformal on the log
+scale (:mod:`nextclose.significance`), drawn from the absolute log residuals of the model's
+forecasts of the validation days, which training stores beside the model (its
+:class:`Calibration`), so any coverage can be asked for later. ``nextclose predict`` and the
+logged MLflow model (:mod:`nextclose.served`) both call :func:`forecast_table`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from nextclose import bars, features, metrics, significance
+from nextclose.errors import DataError
+from nextclose.params import FeatureParams
+
+REQUIRED_COLUMNS = ("date", "open", "high", "low", "close")
+# One row per forecast: the day forecast (the next bar's date, or the next weekday after the
+# last bar), the bar it starts from, and the forecast with its interval.
+OUTPUT_COLUMNS = ("date", "last_date", "last_close", "forecast", "lower", "upper")
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What the forecaster needs besides the network: the window, whether volume is an input,
+    and the absolute log residuals ``|log(actual / forecast)|`` of the validation days."""
+
+    window: int
+    volume: bool
+    residuals: tuple[float, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return REQUIRED_COLUMNS + (("volume",) if self.volume else ())
+
+    def document(self) -> dict[str, Any]:
+        return dataclasses.asdict(self) | {"residuals": list(self.residuals)}
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any], source: str) -> Calibration:
+        try:
+            return cls(int(document["window"]), bool(document["volume"]),
+                       tuple(float(r) for r in document["residuals"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise DataError(f"{source}: not a forecaster calibration ({error!r}); retrain the model") from None
+
+
+def calibrate(network: Any, validation: features.Windows, params: FeatureParams) -> Calibration:
+    """The calibration of ``network`` on the validation windows."""
+    forecasts = metrics.closes_from_log_returns(
+        validation.last_close, np.asarray(network(validation.inputs), dtype=np.float64).reshape(-1))
+    residuals = significance.log_residuals(validation.next_close, forecasts)
+    return Calibration(params.window, params.volume, tuple(float(r) for r in residuals))
+
+
+def next_weekday(day: Any) -> np.datetime64:
+    """The first Monday-to-Friday day after ``day`` (exchange holidays are not known here)."""
+    following = np.asarray(day, dtype="datetime64[D]") + 1
+    next_day: Any = np.busday_offset(following, 0, roll="forward")
+    return next_day
+
+
+def read_bars(frame: pd.DataFrame, calibration: Calibration, source: str) -> pd.DataFrame:
+    """The caller's bars as a checked table: the columns the model needs, dates parsed, values
+    numbers, prepare's rules (:func:`nextclose.bars.validate_bars`), and at least one window."""
+    missing = [column for column in calibration.columns if column not in frame.columns]
+    if missing:
+        why = " (the model reads log volume: features.volume was true)" if "volume" in missing else ""
+        raise DataError(f"{source}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}{why}; "
+                        f"the model needs {', '.join(calibration.columns)}")
+    table = pd.DataFrame({"date": pd.to_datetime(frame["date"], errors="coerce", format="mixed")})
+    if table["date"].isna().any():
+        row = int(np.flatnonzero(table["date"].isna().to_numpy())[0])
+        raise DataError(f"{source}: row {row + 1}: date {frame['date'].iloc[row]!r} is not a date")
+    table["date"] = table["date"].dt.tz_localize(None) if table["date"].dt.tz is not None else table["date"]
+    for column in calibration.columns[1:]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(f"{source}: row {row + 1} ({table['date'].iloc[row]:%Y-%m-%d}): {column} "
+                            f"{frame[column].iloc[row]!r} is not a number")
+        table[column] = values.to_numpy(dtype=np.float64)
+    bars.validate_bars(table, source)
+    if len(table) < calibration.window:
+        raise DataError(f"{source}: {len(table)} bars, but the model reads windows of {calibration.window} "
+                        f"days (features.window): send at least {calibration.window}")
+    return table
+
+
+def forecast_table(network: Any, table: pd.DataFrame, calibration: Calibration, coverage: float,
+                   every_day: bool = False) -> pd.DataFrame:
+    """The next close after the last bar of ``table`` (checked by :func:`read_bars`), or with
+    ``every_day`` after each bar that ends a whole window, with ``coverage`` intervals."""
+    inputs = features.window_inputs(table, FeatureParams(calibration.window, calibration.volume))
+    if not every_day:
+        inputs = inputs[-1:]
+    rows = np.arange(len(table) - len(inputs), len(table))
+    close = table["close"].to_numpy(dtype=np.float64)[rows]
+    forecast = metrics.closes_from_log_returns(close, np.asarray(network(inputs), dtype=np.float64).reshape(-1))
+    half_width = significance.conformal_quantile(np.asarray(calibration.residuals), coverage)
+    lower, upper = significance.log_interval(forecast, half_width)
+    dates = table["date"].to_numpy().astype("datetime64[D]")
+    following = np.append(dates[1:], next_weekday(dates[-1]))  # the day each bar's forecast is for
+    return pd.DataFrame({
+        "date": pd.to_datetime(following[rows]).strftime("%Y-%m-%d"),
+        "last_date": pd.to_datetime(dates[rows]).strftime("%Y-%m-%d"),
+        "last_close": close, "forecast": forecast, "lower": lower, "upper": upper,
+    }, columns=OUTPUT_COLUMNS)

@@ -1,0 +1,281 @@
+"""`nextclose predict` and the served bars model: tomorrow's close from raw bars, the same
+answer from the CLI, from `mlflow models serve` and, day by day, from evaluate."""
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextclose import bars, cli, features, forecaster, significance
+from nextclose.errors import DataError
+from nextclose.params import FeatureParams
+
+from helpers import ConstantNetwork, free_port, random_walk_bars, tiny_params, wait_until_up, write_params
+
+# --- the core: bars in, forecasts out ------------------------------------------------------------
+
+CALIBRATION = forecaster.Calibration(window=10, volume=True, residuals=tuple(np.linspace(0.001, 0.02, 20)))
+
+
+def test_the_forecast_is_the_last_close_moved_by_the_networks_log_return_within_conformal_bounds():
+    table = random_walk_bars(40, start="2018-01-01")
+    answer = forecaster.forecast_table(ConstantNetwork([0.01, 0.03]), table, CALIBRATION, 0.9)
+    assert len(answer) == 1 and list(answer.columns) == list(forecaster.OUTPUT_COLUMNS)
+    row = answer.iloc[0]
+    last_close = table["close"].iloc[-1]
+    assert row["last_close"] == last_close
+    assert row["forecast"] == pytest.approx(last_close * np.exp(0.02), rel=1e-6)
+    # ceil(21 * 0.9) = 19th smallest of 20 residuals
+    half_width = np.sort(CALIBRATION.residuals)[18]
+    assert row["lower"] == pytest.approx(row["forecast"] * np.exp(-half_width))
+    assert row["upper"] == pytest.approx(row["forecast"] * np.exp(half_width))
+    # 40 business days from Monday 2018-01-01 end on Friday 2018-02-23: the forecast is for Monday
+    assert (row["last_date"], row["date"]) == ("2018-02-23", "2018-02-26")
+
+
+def test_every_day_gives_one_forecast_per_whole_window_dated_by_the_next_bar():
+    table = random_walk_bars(40, start="2018-01-01")
+    answer = forecaster.forecast_table(ConstantNetwork([0.0]), table, CALIBRATION, 0.5, every_day=True)
+    dates = table["date"].dt.strftime("%Y-%m-%d").tolist()
+    assert answer["last_date"].tolist() == dates[9:]
+    assert answer["date"].tolist() == dates[10:] + ["2018-02-26"]
+    np.testing.assert_array_equal(answer["forecast"], table["close"].to_numpy()[9:])  # a zero log return
+
+
+def test_the_windows_it_forecasts_from_are_the_windows_training_reads():
+    table = random_walk_bars(60)
+    params = FeatureParams(window=10, volume=True)
+    every = features.window_inputs(table, params)
+    windows = features.make_windows(table, params)
+    assert len(every) == len(windows.inputs) + 1  # and one more: the window that ends on the last bar
+    np.testing.assert_array_equal(every[:-1], windows.inputs)
+
+
+@pytest.mark.parametrize("day, following", [
+    ("2017-11-10", "2017-11-13"),  # Friday -> Monday
+    ("2017-11-11", "2017-11-13"),  # Saturday -> Monday
+    ("2017-11-13", "2017-11-14"),
+])
+def test_next_weekday(day, following):
+    assert str(forecaster.next_weekday(np.datetime64(day))) == following
+
+
+def sent(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(date=table["date"].dt.strftime("%Y-%m-%d"))
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.drop(columns=["volume"]), "the bars: no volume column (the model reads log volume"),
+    (lambda t: t.drop(columns=["close", "high"]), "the bars: no high, close columns"),
+    (lambda t: t.tail(9), "the bars: 9 bars, but the model reads windows of 10 days (features.window)"),
+    (lambda t: t.assign(date=["someday"] + t["date"].tolist()[1:]), "the bars: row 1: date 'someday' is not a date"),
+    (lambda t: t.assign(close=t["close"].astype(object).where(t.index != 3, "n/a")),
+     "the bars: row 4 (2018-01-05): close 'n/a' is not a number"),
+    (lambda t: t.assign(low=t["low"] * 2), "the bars: 2018-01-02: low"),  # prepare's rules
+    (lambda t: t.iloc[::-1], "the bars: row 2 (2018-01-17): date comes after 2018-01-18"),
+])
+def test_bad_bars_are_refused_by_name(change, message):
+    table = sent(random_walk_bars(13))
+    with pytest.raises(DataError) as caught:
+        forecaster.read_bars(change(table), CALIBRATION, "the bars")
+    assert message in str(caught.value)
+
+
+def test_a_calibration_document_round_trips_and_a_broken_one_is_named():
+    assert forecaster.Calibration.from_document(CALIBRATION.document(), "c.json") == CALIBRATION
+    with pytest.raises(DataError, match="models/calibration.json: not a forecaster calibration"):
+        forecaster.Calibration.from_document({"window": 10}, "models/calibration.json")
+
+
+def test_log_residuals_are_the_conformal_scores_of_the_intervals():
+    actual, forecast = np.array([100.0, 110.0, 90.0]), np.array([101.0, 100.0, 100.0])
+    np.testing.assert_allclose(significance.log_residuals(actual, forecast), np.abs(np.log(actual / forecast)))
+
+
+# --- end to end: a trained workspace -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A workspace trained twice (the second model better on validation than the first),
+    evaluated, with its champion chosen after the first; and the monkeypatch to enter it."""
+    directory = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(directory)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{directory / 'mlflow.db'}")
+        for name in ("DVC_ROOT", "DVC_EXP_NAME", "OPTUNA_STORAGE"):
+            patch.delenv(name, raising=False)
+        patch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+        write_params(directory, tiny_params(train={"steps": 20}))
+        assert cli.main(["prepare"]) == 0
+        assert cli.main(["train"]) == 0
+        assert cli.main(["predict", "--json"]) == 0  # before any champion: the workspace's models/
+        assert cli.main(["champion"]) == 0
+        write_params(directory, tiny_params(train={"steps": 60, "learning_rate": 0.01}))
+        assert cli.main(["train"]) == 0
+        assert cli.main(["evaluate"]) == 0
+        yield directory
+
+
+@pytest.fixture
+def inside(trained, monkeypatch):
+    monkeypatch.chdir(trained)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained / 'mlflow.db'}")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    return trained
+
+
+def predict_json(capsys, *argv) -> dict:
+    capsys.readouterr()
+    assert cli.main(["predict", "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_predict_uses_the_champion_and_says_which(inside, capsys):
+    capsys.readouterr()
+    assert cli.main(["predict"]) == 0
+    out = capsys.readouterr().out
+    assert "model: models:/nextclose-lstm/1 (version 1, models:/nextclose-lstm@champion)" in out
+    # the default source ends on Friday 2017-11-10 (data.end is not applied: the latest bar)
+    assert "last bar 2017-11-10: close 83.8700" in out
+    assert "forecast for 2017-11-13: close " in out and "90% interval " in out
+    document = predict_json(capsys)
+    assert list(document)[:6] == ["date", "last_close", "forecast", "lower", "upper", "model_uri"]
+    assert document["model_uri"] == "models:/nextclose-lstm/1" and document["model_version"] == "1"
+    assert document["lower"] < document["forecast"] < document["upper"]
+
+
+def test_the_workspace_model_and_its_registered_version_forecast_alike(inside, capsys):
+    """models/ holds the second training; --model names its registered version."""
+    registered = predict_json(capsys, "--model", "models:/nextclose-lstm/2")
+    mlflow.set_tracking_uri(f"sqlite:///{inside / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    client.delete_registered_model_alias("nextclose-lstm", "champion")
+    try:
+        capsys.readouterr()
+        assert cli.main(["predict", "--json"]) == 0
+        captured = capsys.readouterr()
+        assert "no models:/nextclose-lstm@champion" in captured.err and "using the workspace's models/" in captured.err
+        workspace = json.loads(captured.out.strip().splitlines()[-1])
+    finally:
+        client.set_registered_model_alias("nextclose-lstm", "champion", "1")
+    assert workspace["model_uri"] == "models/" and workspace["date"] == registered["date"]
+    for key in ("last_close", "forecast", "lower", "upper"):
+        assert workspace[key] == pytest.approx(registered[key], rel=1e-9), key
+
+
+def test_predict_on_a_csv_ending_on_a_friday_forecasts_monday(inside, capsys):
+    table = bars.load_msft().iloc[-300:]
+    friday = table.loc[table["date"] == "2017-06-30"].index[0]  # a Friday
+    table.loc[:friday].assign(date=lambda t: t["date"].dt.strftime("%Y-%m-%d")).to_csv("to-friday.csv", index=False)
+    document = predict_json(capsys, "--csv", "to-friday.csv")
+    assert document["date"] == "2017-07-03" and document["actual"] is None
+    assert document["last_close"] == pytest.approx(table.loc[friday, "close"])
+    # --as-of on the full history: the same forecast, and the day's actual close beside it
+    as_of = predict_json(capsys, "--as-of", "2017-06-30")
+    assert as_of["forecast"] == pytest.approx(document["forecast"], rel=1e-9)
+    assert as_of["actual"] == pytest.approx(table.loc[friday + 1, "close"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--csv", "no-volume.csv"], "no volume column, which models:/nextclose-lstm/1 reads"),
+    (["--csv", "few.csv"], "5 bars, but the model reads windows of 10 days"),
+    (["--as-of", "1900-01-01"], "no rows between data.start null and data.end 1900-01-01"),
+    (["--as-of", "yesterday"], "--as-of: 'yesterday' is not an ISO date"),
+    (["--csv", "missing.csv"], "missing.csv"),
+    (["--model", "models:/nextclose-lstm/99"], "--model models:/nextclose-lstm/99: cannot be read"),
+    (["--output", "x.csv"], "--output: only with --all"),
+])
+def test_bad_inputs_are_refused_by_name(inside, capsys, argv, message):
+    table = random_walk_bars(30)
+    table.drop(columns=["volume"]).to_csv("no-volume.csv", index=False)
+    table.head(5).to_csv("few.csv", index=False)
+    capsys.readouterr()
+    assert cli.main(["predict", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nextclose predict: error: ") and message in err
+
+
+def test_every_day_forecasts_match_evaluates_test_forecasts(inside, capsys):
+    """Batch scoring of the whole history with the model evaluate scored (models/, version 2)."""
+    assert cli.main(["predict", "--all", "--model", "models:/nextclose-lstm/2", "--output", "all.csv"]) == 0
+    every_day = pd.read_csv("all.csv").set_index("date")
+    evaluated = pd.read_csv("reports/predictions.csv").set_index("date")
+    assert len(evaluated) == 55 and set(evaluated.index) <= set(every_day.index)
+    matched = every_day.loc[evaluated.index]
+    for ours, theirs in (("forecast", "model"), ("lower", "lower"), ("upper", "upper")):
+        np.testing.assert_allclose(matched[ours], evaluated[theirs], rtol=1e-6, err_msg=ours)
+    np.testing.assert_allclose(matched["last_close"], evaluated["persistence"])
+
+
+def test_champion_moves_only_for_a_better_challenger_and_says_why(inside, capsys):
+    mlflow.set_tracking_uri(f"sqlite:///{inside / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    losses = {v: client.get_run(client.get_model_version("nextclose-lstm", v).run_id).data.metrics["best_val_loss"]
+              for v in ("1", "2")}
+    capsys.readouterr()
+    assert cli.main(["champion"]) == 0
+    out = capsys.readouterr().out
+    challenger = client.get_model_version_by_alias("nextclose-lstm", "challenger")
+    champion = client.get_model_version_by_alias("nextclose-lstm", "champion")
+    assert str(challenger.version) == "2"
+    better = losses["2"] < losses["1"]
+    assert str(champion.version) == ("2" if better else "1")
+    assert ("is below champion version 1's" if better else "is not below") in challenger.tags["challenge"]
+    assert f"version {champion.version} {'is now' if better else 'stays'} @champion" in out
+    assert client.get_model_version("nextclose-lstm", champion.version).tags["champion_chosen_on"] == "validation"
+    # again: nothing new, nothing moves
+    assert cli.main(["champion"]) == 0
+    assert client.get_model_version_by_alias("nextclose-lstm", "champion").version == champion.version
+    assert "is already the champion" in capsys.readouterr().out or not better
+    client.set_registered_model_alias("nextclose-lstm", "champion", "1")  # as the other tests expect
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_bars_like_predict(inside, capsys):
+    """A real `mlflow models serve` of the champion on loopback, sent real bars as dataframe_split."""
+    port = free_port()
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{inside / 'mlflow.db'}",
+               PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")  # its uvicorn
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/nextclose-lstm@champion",
+         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=inside, env=env, stdout=subprocess.DEVNULL, stderr=open(inside / "serve.log", "w"))
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ping", server, 240, inside / "serve.log")
+        history = bars.load_msft().iloc[-40:]
+        body = {"dataframe_split": json.loads(sent(history).to_json(orient="split", index=False))}
+
+        def invoke(payload: dict) -> tuple[int, dict]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(request, timeout=60) as reply:
+                    return reply.status, json.loads(reply.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        status, answer = invoke(body)
+        assert status == 200, answer
+        [served] = answer["predictions"]
+        expected = predict_json(capsys)  # the champion on the default source: the same last 40 bars' end
+        assert served["date"] == expected["date"] == "2017-11-13"
+        for key in ("last_close", "forecast", "lower", "upper"):
+            assert served[key] == pytest.approx(expected[key], rel=1e-9), key
+        # a request may name the coverage; and bars without volume are refused by name
+        status, wider = invoke(body | {"params": {"interval": 0.95}})
+        assert status == 200 and wider["predictions"][0]["upper"] >= served["upper"]
+        body["dataframe_split"]["columns"] = [c for c in body["dataframe_split"]["columns"] if c != "volume"]
+        body["dataframe_split"]["data"] = [row[:-1] for row in body["dataframe_split"]["data"]]
+        status, refused = invoke(body)
+        assert status >= 400 and "volume" in json.dumps(refused)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
