@@ -118,8 +118,10 @@ def trained(tmp_path_factory):
         assert cli.main(["predict", "--json"]) == 0  # before any champion: the workspace's models/
         assert cli.main(["champion"]) == 0
         write_params(directory, tiny_params(train={"steps": 60, "learning_rate": 0.01}))
+        patch.setenv("NEXTCLOSE_EXECUTION_ID", "second")  # one pipeline execution, as under dvc repro
         assert cli.main(["train"]) == 0
         assert cli.main(["evaluate"]) == 0
+        assert cli.main(["backtest"]) == 0
         yield directory
 
 
@@ -235,6 +237,22 @@ def test_champion_moves_only_for_a_better_challenger_and_says_why(inside, capsys
     assert client.get_model_version_by_alias("nextclose-lstm", "champion").version == champion.version
     assert "is already the champion" in capsys.readouterr().out or not better
     client.set_registered_model_alias("nextclose-lstm", "champion", "1")  # as the other tests expect
+
+
+def test_champion_on_the_backtest_figure_of_the_execution_that_trained_the_version(inside, capsys):
+    mlflow.set_tracking_uri(f"sqlite:///{inside / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    backtest = json.loads((inside / "reports/backtest.json").read_text())["pooled"]["rmse_ratio_persistence"]
+    capsys.readouterr()
+    try:
+        assert cli.main(["champion", "--metric", "backtest_rmse_ratio"]) == 0
+        out = capsys.readouterr().out
+        # version 1's execution ran no backtest: version 2, whose execution did, takes the title
+        assert (f"version 2 is now @champion: version 2's backtest_rmse_ratio {backtest:.6g}; champion version 1 "
+                f"has no backtest_rmse_ratio (backtest)") in out
+        assert client.get_model_version("nextclose-lstm", "2").tags["champion_chosen_on"] == "backtest"
+    finally:
+        client.set_registered_model_alias("nextclose-lstm", "champion", "1")  # as the other tests expect
 
 
 @pytest.mark.slow
