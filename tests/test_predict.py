@@ -55,6 +55,11 @@ def test_the_windows_it_forecasts_from_are_the_windows_training_reads():
     windows = features.make_windows(table, params)
     assert len(every) == len(windows.inputs) + 1  # and one more: the window that ends on the last bar
     np.testing.assert_array_equal(every[:-1], windows.inputs)
+    # the last window by hand: log prices relative to the last close, log volume less its mean
+    last = table.tail(10)
+    prices = np.log(last[["open", "high", "low", "close"]].to_numpy() / last["close"].iloc[-1])
+    volume = np.log1p(last["volume"].to_numpy())
+    np.testing.assert_allclose(every[-1], np.column_stack([prices, volume - volume.mean()]), atol=1e-6)
 
 
 @pytest.mark.parametrize("day, following", [
@@ -74,7 +79,8 @@ def sent(table: pd.DataFrame) -> pd.DataFrame:
     (lambda t: t.drop(columns=["volume"]), "the bars: no volume column (the model reads log volume"),
     (lambda t: t.drop(columns=["close", "high"]), "the bars: no high, close columns"),
     (lambda t: t.tail(9), "the bars: 9 bars, but the model reads windows of 10 days (features.window)"),
-    (lambda t: t.assign(date=["someday"] + t["date"].tolist()[1:]), "the bars: row 1: date 'someday' is not a date"),
+    (lambda t: t.assign(date=["someday"] + t["date"].tolist()[1:]), "the bars: row 1: unparseable date 'someday'"),
+    (lambda t: t.assign(date=t["date"] + "T00:00:00-05:00"), "the bars: row 1: unparseable date"),  # prepare's formats
     (lambda t: t.assign(close=t["close"].astype(object).where(t.index != 3, "n/a")),
      "the bars: row 4 (2018-01-05): close 'n/a' is not a number"),
     (lambda t: t.assign(low=t["low"] * 2), "the bars: 2018-01-02: low"),  # prepare's rules
@@ -91,6 +97,14 @@ def test_a_calibration_document_round_trips_and_a_broken_one_is_named():
     assert forecaster.Calibration.from_document(CALIBRATION.document(), "c.json") == CALIBRATION
     with pytest.raises(DataError, match="models/calibration.json: not a forecaster calibration"):
         forecaster.Calibration.from_document({"window": 10}, "models/calibration.json")
+
+
+@pytest.mark.parametrize("days", [1, 5, 7, 9, 55, 292])
+def test_the_largest_coverage_can_be_given(days):
+    calibration = forecaster.Calibration(10, True, tuple(np.linspace(0.01, 0.02, days)))
+    coverage = forecaster.largest_coverage(calibration)
+    assert significance.conformal_quantile(np.asarray(calibration.residuals), coverage) == max(calibration.residuals)
+    assert coverage > (days - 1) / days  # above what one day fewer could give
 
 
 def test_log_residuals_are_the_conformal_scores_of_the_intervals():
@@ -183,11 +197,19 @@ def test_predict_on_a_csv_ending_on_a_friday_forecasts_monday(inside, capsys):
     as_of = predict_json(capsys, "--as-of", "2017-06-30")
     assert as_of["forecast"] == pytest.approx(document["forecast"], rel=1e-9)
     assert as_of["actual"] == pytest.approx(table.loc[friday + 1, "close"])
+    # the Friday before Labor Day: the history's next bar is Tuesday's
+    labor_day = predict_json(capsys, "--as-of", "2017-09-01")
+    assert (labor_day["last_date"], labor_day["date"]) == ("2017-09-01", "2017-09-05")
+    assert labor_day["actual"] == pytest.approx(table.loc[table["date"] == "2017-09-05", "close"].iloc[0])
+    # an alias given as --model is reported with the version it points at
+    assert predict_json(capsys, "--model", "models:/nextclose-lstm@champion")["model_version"] == "1"
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--csv", "no-volume.csv"], "no volume column, which models:/nextclose-lstm/1 reads"),
-    (["--csv", "few.csv"], "5 bars, but the model reads windows of 10 days"),
+    (["--csv", "no-volume.csv"], "no-volume.csv: no volume column, which models:/nextclose-lstm/1 reads"),
+    (["--csv", "few.csv"], "few.csv: 5 bars, but the model reads windows of 10 days"),
+    (["--params", "wide.yaml"], "interval 0.99: 55 calibration days cannot give a 0.99 interval"),
+    (["--model", "models:/nextclose-lstm@champion", "--csv", "few.csv", "--json"], "few.csv: 5 bars"),
     (["--as-of", "1900-01-01"], "no rows between data.start null and data.end 1900-01-01"),
     (["--as-of", "yesterday"], "--as-of: 'yesterday' is not an ISO date"),
     (["--csv", "missing.csv"], "missing.csv"),
@@ -198,10 +220,25 @@ def test_bad_inputs_are_refused_by_name(inside, capsys, argv, message):
     table = random_walk_bars(30)
     table.drop(columns=["volume"]).to_csv("no-volume.csv", index=False)
     table.head(5).to_csv("few.csv", index=False)
+    write_params(inside, tiny_params(evaluate={"interval": 0.99}), "wide.yaml")
     capsys.readouterr()
     assert cli.main(["predict", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nextclose predict: error: ") and message in err
+
+
+def test_a_validation_split_shorter_than_the_window_trains_and_predict_names_the_interval_it_cannot_give(
+        workspace, capsys):
+    """Seven validation days, a ten-day window: the model logs (its example from the bars before
+    the test split) and predict says why a 90% interval is out of reach."""
+    write_params(workspace, tiny_params(split={"validation_start": "2017-05-01", "test_start": "2017-05-10"},
+                                        train={"steps": 20}))
+    assert cli.main(["prepare"]) == 0
+    assert cli.main(["train"]) == 0
+    capsys.readouterr()
+    assert cli.main(["predict"]) == 2
+    assert ("interval 0.9: 7 calibration days cannot give a 0.9 interval: at least 10 are needed (the model's "
+            "validation split had 7 days)") in capsys.readouterr().err
 
 
 def test_every_day_forecasts_match_evaluates_test_forecasts(inside, capsys):
@@ -227,15 +264,25 @@ def test_champion_moves_only_for_a_better_challenger_and_says_why(inside, capsys
     challenger = client.get_model_version_by_alias("nextclose-lstm", "challenger")
     champion = client.get_model_version_by_alias("nextclose-lstm", "champion")
     assert str(challenger.version) == "2"
-    better = losses["2"] < losses["1"]
-    assert str(champion.version) == ("2" if better else "1")
-    assert ("is below champion version 1's" if better else "is not below") in challenger.tags["challenge"]
-    assert f"version {champion.version} {'is now' if better else 'stays'} @champion" in out
-    assert client.get_model_version("nextclose-lstm", champion.version).tags["champion_chosen_on"] == "validation"
-    # again: nothing new, nothing moves
+    assert losses["2"] < losses["1"]  # 60 steps at lr 0.01 beat 20 at 0.001 (training is deterministic)
+    assert str(champion.version) == "2"
+    assert "is below champion version 1's" in challenger.tags["challenge"]
+    assert "version 2 is now @champion" in out
+    assert client.get_model_version("nextclose-lstm", "2").tags["champion_chosen_on"] == "validation"
+    # again: no newer version, nothing moves
     assert cli.main(["champion"]) == 0
-    assert client.get_model_version_by_alias("nextclose-lstm", "champion").version == champion.version
-    assert "is already the champion" in capsys.readouterr().out or not better
+    assert str(client.get_model_version_by_alias("nextclose-lstm", "champion").version) == "2"
+    assert "version 2 stays @champion: no newer version can challenge it" in capsys.readouterr().out
+    # the champion back to 1, version 2 challenges again and loses when its figure is worse
+    client.set_registered_model_alias("nextclose-lstm", "champion", "1")
+    version_1_run = client.get_model_version("nextclose-lstm", "1").run_id
+    client.log_metric(version_1_run, "best_val_loss", losses["2"] / 2)  # the run's latest value counts
+    try:
+        assert cli.main(["champion"]) == 0
+        assert "version 1 stays @champion: version 2's best_val_loss" in capsys.readouterr().out
+        assert str(client.get_model_version_by_alias("nextclose-lstm", "champion").version) == "1"
+    finally:
+        client.log_metric(version_1_run, "best_val_loss", losses["1"])
     client.set_registered_model_alias("nextclose-lstm", "champion", "1")  # as the other tests expect
 
 
@@ -256,8 +303,12 @@ def test_champion_on_the_backtest_figure_of_the_execution_that_trained_the_versi
 
 
 @pytest.mark.slow
-def test_mlflow_models_serve_answers_bars_like_predict(inside, capsys):
-    """A real `mlflow models serve` of the champion on loopback, sent real bars as dataframe_split."""
+def test_mlflow_models_serve_answers_bars_like_predict_and_evaluate(inside, capsys):
+    """A real `mlflow models serve` of the champion on loopback, sent real bars as dataframe_split:
+    the champion made version 2, the model evaluate scored (models/)."""
+    mlflow.set_tracking_uri(f"sqlite:///{inside / 'mlflow.db'}")
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias("nextclose-lstm", "champion", "2")
     port = free_port()
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{inside / 'mlflow.db'}",
                PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}")  # its uvicorn
@@ -267,12 +318,11 @@ def test_mlflow_models_serve_answers_bars_like_predict(inside, capsys):
         cwd=inside, env=env, stdout=subprocess.DEVNULL, stderr=open(inside / "serve.log", "w"))
     try:
         wait_until_up(f"http://127.0.0.1:{port}/ping", server, 240, inside / "serve.log")
-        history = bars.load_msft().iloc[-40:]
-        body = {"dataframe_split": json.loads(sent(history).to_json(orient="split", index=False))}
 
-        def invoke(payload: dict) -> tuple[int, dict]:
+        def invoke(bars_sent: pd.DataFrame, **params) -> tuple[int, dict]:
+            payload = {"dataframe_split": json.loads(sent(bars_sent).to_json(orient="split", index=False))}
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload | {"params": params}).encode(),
                 headers={"Content-Type": "application/json"})
             try:
                 with urllib.request.urlopen(request, timeout=60) as reply:
@@ -280,20 +330,32 @@ def test_mlflow_models_serve_answers_bars_like_predict(inside, capsys):
             except urllib.error.HTTPError as error:
                 return error.code, json.loads(error.read())
 
-        status, answer = invoke(body)
+        history = bars.load_msft()
+        status, answer = invoke(history.iloc[-40:])
         assert status == 200, answer
         [served] = answer["predictions"]
-        expected = predict_json(capsys)  # the champion on the default source: the same last 40 bars' end
+        expected = predict_json(capsys)  # the champion on the default source: the same last bars
+        assert expected["model_version"] == "2"
         assert served["date"] == expected["date"] == "2017-11-13"
         for key in ("last_close", "forecast", "lower", "upper"):
             assert served[key] == pytest.approx(expected[key], rel=1e-9), key
-        # a request may name the coverage; and bars without volume are refused by name
-        status, wider = invoke(body | {"params": {"interval": 0.95}})
-        assert status == 200 and wider["predictions"][0]["upper"] >= served["upper"]
-        body["dataframe_split"]["columns"] = [c for c in body["dataframe_split"]["columns"] if c != "volume"]
-        body["dataframe_split"]["data"] = [row[:-1] for row in body["dataframe_split"]["data"]]
-        status, refused = invoke(body)
+        # every day of the prepared bars: on the test days, evaluate's forecasts and intervals
+        prepared = pd.read_csv(inside / "data/prepared/bars.csv").drop(columns=["split"])
+        status, answer = invoke(prepared.assign(date=pd.to_datetime(prepared["date"])), every_day=True)
+        assert status == 200, answer
+        every_day = pd.DataFrame(answer["predictions"]).set_index("date")
+        evaluated = pd.read_csv(inside / "reports/predictions.csv").set_index("date")
+        matched = every_day.loc[evaluated.index]
+        for ours, theirs in (("forecast", "model"), ("lower", "lower"), ("upper", "upper")):
+            np.testing.assert_allclose(matched[ours], evaluated[theirs], rtol=1e-6, err_msg=ours)
+        # a request may name the coverage; bars without volume and a coverage out of reach are refused
+        status, wider = invoke(history.iloc[-40:], interval=0.95)
+        assert status == 200 and wider["predictions"][0]["upper"] > served["upper"]
+        status, refused = invoke(history.iloc[-40:].drop(columns=["volume"]))
         assert status >= 400 and "volume" in json.dumps(refused)
+        status, refused = invoke(history.iloc[-40:], interval=0.99)
+        assert status >= 400 and "55 calibration days cannot give a 0.99 interval" in json.dumps(refused)
     finally:
         server.terminate()
         server.wait(timeout=30)
+        client.set_registered_model_alias("nextclose-lstm", "champion", "1")  # as the other tests expect

@@ -203,6 +203,6 @@ def test_champion_skips_a_version_whose_training_run_was_killed(workspace, capsy
     client.set_terminated(versions[1]["run_id"], status="KILLED")
     capsys.readouterr()
     assert cli.main(["champion"]) == 0
-    assert "note: skipped version 2: no best_val_loss" in capsys.readouterr().out
+    assert "note: passed over version 2 (no best_val_loss)" in capsys.readouterr().out
     chosen = client.get_model_version_by_alias("nextclose-lstm", "champion").version
     assert str(chosen) == str(versions[0]["registered_version"])

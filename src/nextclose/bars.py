@@ -71,7 +71,7 @@ def _detect_columns(headers: list[str], overrides: Optional[Mapping[str, str]]) 
     return found
 
 
-def _parse_dates(raw: pd.Series, source: str) -> pd.Series:
+def parse_dates(raw: pd.Series, source: str) -> pd.Series:
     """Parse a column of date strings written in one of :data:`DATE_FORMATS`."""
     text = raw.astype("string").str.strip()
     best: Optional[pd.Series] = None
@@ -131,7 +131,7 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
             )
     if "volume" in mapping and mapping["volume"] not in headers:
         raise DataError(f"{source}: column {mapping['volume']!r} given for volume is not in the file")
-    dates = _parse_dates(frame[mapping["date"]], source)
+    dates = parse_dates(frame[mapping["date"]], source)
     table = pd.DataFrame({"date": dates})
     for field in PRICE_COLUMNS + ("volume",):
         if field not in mapping:

@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help=predict_help, description=predict_help + ": with --model URI, else the registry's "
         "models:/nextclose-lstm@champion, else the workspace's models/. Bars come from params' data "
-        "(data.start and data.end are not applied: the forecast starts from the latest bar).")
+        "(data.end is not applied: the forecast starts from the latest bar; data.start bounds a network fetch).")
     predict.add_argument("--params", default="params.yaml", metavar="PATH",
                          help="params file: data (where the bars come from) and evaluate.interval (the coverage)")
     predict.add_argument("--model", metavar="URI", help="an MLflow model URI, e.g. models:/nextclose-lstm/3")

@@ -52,6 +52,13 @@ class Calibration:
             raise DataError(f"{source}: not a forecaster calibration ({error!r}); retrain the model") from None
 
 
+def largest_coverage(calibration: Calibration) -> float:
+    """A hair below the highest coverage the ``n`` validation residuals can give, ``n / (n + 1)``
+    (below: so that rounding cannot make its rank ``n + 1``)."""
+    n = len(calibration.residuals)
+    return n / (n + 1) - 1e-9
+
+
 def calibrate(network: Any, validation: features.Windows, params: FeatureParams) -> Calibration:
     """The calibration of ``network`` on the validation windows."""
     forecasts = metrics.closes_from_log_returns(
@@ -75,11 +82,7 @@ def read_bars(frame: pd.DataFrame, calibration: Calibration, source: str) -> pd.
         why = " (the model reads log volume: features.volume was true)" if "volume" in missing else ""
         raise DataError(f"{source}: no {', '.join(missing)} column{'s' if len(missing) > 1 else ''}{why}; "
                         f"the model needs {', '.join(calibration.columns)}")
-    table = pd.DataFrame({"date": pd.to_datetime(frame["date"], errors="coerce", format="mixed")})
-    if table["date"].isna().any():
-        row = int(np.flatnonzero(table["date"].isna().to_numpy())[0])
-        raise DataError(f"{source}: row {row + 1}: date {frame['date'].iloc[row]!r} is not a date")
-    table["date"] = table["date"].dt.tz_localize(None) if table["date"].dt.tz is not None else table["date"]
+    table = pd.DataFrame({"date": bars.parse_dates(frame["date"].reset_index(drop=True), source)})
     for column in calibration.columns[1:]:
         values = pd.to_numeric(frame[column], errors="coerce")
         if values.isna().any():
@@ -103,8 +106,12 @@ def forecast_table(network: Any, table: pd.DataFrame, calibration: Calibration, 
         inputs = inputs[-1:]
     rows = np.arange(len(table) - len(inputs), len(table))
     close = table["close"].to_numpy(dtype=np.float64)[rows]
+    try:
+        half_width = significance.conformal_quantile(np.asarray(calibration.residuals), coverage)
+    except ValueError as error:  # a coverage outside (0, 1), or more than the validation days can give
+        raise DataError(f"interval {coverage:g}: {error} (the model's validation split had "
+                        f"{len(calibration.residuals)} days)") from None
     forecast = metrics.closes_from_log_returns(close, np.asarray(network(inputs), dtype=np.float64).reshape(-1))
-    half_width = significance.conformal_quantile(np.asarray(calibration.residuals), coverage)
     lower, upper = significance.log_interval(forecast, half_width)
     dates = table["date"].to_numpy().astype("datetime64[D]")
     following = np.append(dates[1:], next_weekday(dates[-1]))  # the day each bar's forecast is for

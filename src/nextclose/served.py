@@ -8,7 +8,13 @@ oldest first, at least ``features.window`` rows) and answer one row per forecast
 whole window rather than after the last one only (batch scoring of a whole file).
 
 The model folder carries the network (``model.keras``), its calibration and nextclose's own
-code (MLflow's ``code_paths``), so it loads wherever its pinned packages are installed.
+code (MLflow's ``code_paths``), so it loads wherever its pinned packages are installed. A
+process that loads it runs the code it carries, unless nextclose is already imported there:
+``nextclose predict`` runs the installed code with the version's network and calibration.
+
+The signature types the prices and the volume as floats and the date as an ISO string: a
+request over HTTP (JSON or CSV) is cast to them, a DataFrame passed in Python must match
+(``bars.astype({"volume": float})`` for integer volumes).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from nextclose import forecaster, layout
 # shipped. `nextclose predict` always sends evaluate.interval.
 SERVED_INTERVAL = 0.9
 INFERENCE_PARAMS = {"interval": SERVED_INTERVAL, "every_day": False}
+# What the model's errors call the bars it was sent (nextclose predict puts the source's name there).
+SENT_BARS = "the bars sent"
 
 
 class BarsForecaster(PythonModel):
@@ -40,24 +48,38 @@ class BarsForecaster(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context):
-        import keras
-
-        from nextclose import model as _registers_the_ensemble  # noqa: F401  (load_model needs it)
-
-        self.network = keras.saving.load_model(context.artifacts["network"], compile=False)
         path = context.artifacts["calibration"]
-        self.calibration = forecaster.Calibration.from_document(json.loads(Path(path).read_text()), path)
+        self.network, self.calibration = load_forecaster(
+            context.artifacts["network"], json.loads(Path(path).read_text()), path)
 
     def predict(self, context, model_input, params: Optional[dict[str, Any]] = None):  # noqa: ARG002
         settings = INFERENCE_PARAMS | (params or {})
-        table = forecaster.read_bars(pd.DataFrame(model_input), self.calibration, "the bars sent")
+        table = forecaster.read_bars(pd.DataFrame(model_input), self.calibration, SENT_BARS)
         return forecaster.forecast_table(self.network, table, self.calibration, float(settings["interval"]),
                                          every_day=bool(settings["every_day"]))
 
 
+def load_forecaster(network_path: str | Path, calibration: dict[str, Any],
+                    calibration_source: str) -> tuple[Any, forecaster.Calibration]:
+    """The network (``model.keras``) and its calibration (``calibration.json``'s document)."""
+    import keras
+
+    from nextclose import model as _registers_the_ensemble  # noqa: F401  (load_model needs it)
+
+    checked = forecaster.Calibration.from_document(calibration, calibration_source)
+    return keras.saving.load_model(network_path, compile=False), checked
+
+
+def takes_bars(signature: Any) -> bool:
+    """Whether a logged model's signature is a bars forecaster's (named columns with ``close``):
+    lstm versions logged before this model took tensors, as the tutorial kind's still do."""
+    inputs = None if signature is None else signature.inputs
+    return inputs is not None and not inputs.is_tensor_spec() and "close" in inputs.input_names()
+
+
 def bars_example(bars: pd.DataFrame, calibration: forecaster.Calibration) -> pd.DataFrame:
-    """Real bars as a caller sends them: the columns the model reads, dates as ISO strings,
-    values as floats (JSON's numbers), one window long."""
+    """Real bars as a caller sends them: the last window of ``bars`` with the columns the model
+    reads, dates as ISO strings, values as floats (JSON's numbers)."""
     example = bars.loc[:, list(calibration.columns)].tail(calibration.window).reset_index(drop=True)
     example["date"] = pd.to_datetime(example["date"]).dt.strftime("%Y-%m-%d")
     return example.astype({column: "float64" for column in calibration.columns[1:]})
@@ -80,7 +102,9 @@ def log_bars_model(network: Any, calibration: forecaster.Calibration, example_ba
         layout.save_keras(network, folder / layout.MODEL_FILE)
         (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration.document()))
         table = forecaster.read_bars(example_bars, calibration, "the input example")
-        answer = forecaster.forecast_table(network, table, calibration, SERVED_INTERVAL)
+        # (the signature needs an answer; a short validation split gives only a narrower interval)
+        coverage = min(SERVED_INTERVAL, forecaster.largest_coverage(calibration))
+        answer = forecaster.forecast_table(network, table, calibration, coverage)
         # (MLflow warns that a Python object is pickled: this one's class is in the code it carries)
         pyfunc_logger = logging.getLogger("mlflow.pyfunc")
         level = pyfunc_logger.level

@@ -394,11 +394,8 @@ class StageRun:
         client = mlflow.MlflowClient()
         with store_lock():
             experiment_id = ensure_experiment(client, PIPELINE_EXPERIMENT)
-            found = client.search_runs(
-                [experiment_id], filter_string=f"tags.pipeline_execution = '{self.execution}'", max_results=1)
-            if found:
-                run = found[0]
-            else:
+            run = execution_run(client, self.execution, experiment_id)
+            if run is None:
                 tags = {k: v for k, v in self.run.data.tags.items() if not k.startswith(("mlflow.", "worker_"))}
                 tags.pop("stage", None)
                 run = client.create_run(experiment_id, run_name=self.name, tags=tags)
@@ -423,6 +420,18 @@ class StageRun:
         )
         client.set_terminated(run_id, "FINISHED")
         return run_id
+
+
+def execution_run(client: Any, execution: str, experiment_id: Optional[str] = None) -> Any:
+    """The run of pipeline execution ``execution`` in :data:`PIPELINE_EXPERIMENT`, or None."""
+    if experiment_id is None:
+        experiment = client.get_experiment_by_name(PIPELINE_EXPERIMENT)
+        if experiment is None:
+            return None
+        experiment_id = experiment.experiment_id
+    found = client.search_runs([experiment_id], filter_string=f"tags.pipeline_execution = '{execution}'",
+                               max_results=1)
+    return found[0] if found else None
 
 
 @contextlib.contextmanager

@@ -46,8 +46,8 @@ def tiny_params(**overrides: dict) -> dict:
     return merged(merged(repo_params(), TINY_OVERRIDES), overrides)
 
 
-def write_params(directory: Path, params: dict) -> Path:
-    path = directory / "params.yaml"
+def write_params(directory: Path, params: dict, name: str = "params.yaml") -> Path:
+    path = directory / name
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
 

@@ -32,25 +32,21 @@ def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
     if metric in registry.TRAIN_METRICS:
         return train_run.data.metrics.get(metric)
     execution = train_run.data.tags.get("pipeline_execution")
-    experiment = client.get_experiment_by_name(tracking.PIPELINE_EXPERIMENT)
-    if not execution or experiment is None:
-        return None
-    found = client.search_runs([experiment.experiment_id],
-                               filter_string=f"tags.pipeline_execution = '{execution}'", max_results=1)
-    return found[0].data.metrics.get(metric) if found else None
+    run = tracking.execution_run(client, execution) if execution else None
+    return None if run is None else run.data.metrics.get(metric)
 
 
 def takes_bars(name: str, version: str) -> bool:
-    """Whether a version is a bars forecaster (nextclose.served); lstm versions logged before
-    it took tensors, which ``nextclose predict`` and a served endpoint cannot use."""
+    """Whether a version is a bars forecaster (:mod:`nextclose.served`), which ``nextclose
+    predict`` and a served endpoint can use."""
     import mlflow
 
+    from nextclose import served
+
     try:
-        signature = mlflow.models.get_model_info(f"models:/{name}/{version}").signature
+        return served.takes_bars(mlflow.models.get_model_info(f"models:/{name}/{version}").signature)
     except mlflow.exceptions.MlflowException:
         return False
-    inputs = None if signature is None else signature.inputs
-    return inputs is not None and not inputs.is_tensor_spec() and "close" in inputs.input_names()
 
 
 def main(kind: str, metric: str) -> None:
@@ -68,21 +64,36 @@ def main(kind: str, metric: str) -> None:
         raise registry.RegistryError(
             f"no versions of registered model {name!r} in {tracking.tracking_uri()}; run the train stage first"
         )
-    # A version whose training did not finish, or that lacks the figure, cannot challenge.
-    figures = {int(v.version): version_figure(client, v, metric) for v in versions}
-    usable = [version for version, figure in figures.items() if figure is not None and math.isfinite(figure)]
-    if not usable:
-        raise registry.RegistryError(f"no version of {name!r} has {metric}"
-                                     + ("; run the backtest stage" if metric in registry.EXECUTION_METRICS else ""))
-    newest = max(usable)
-    skipped = sorted(version for version in figures if version > newest)
-    if skipped:
-        print(f"note: skipped version{'s' if len(skipped) > 1 else ''} {', '.join(map(str, skipped))}: "
-              f"no {metric} (a training that did not finish, or a stage not run)")
     try:
         champion: Optional[Any] = client.get_model_version_by_alias(name, CHAMPION)
     except mlflow.exceptions.MlflowException:
         champion = None
+    # The challenger: the newest version with the figure (a training that did not finish has
+    # none) that can serve (an lstm takes bars), newer than the champion.
+    figures = {int(v.version): version_figure(client, v, metric) for v in versions}
+    oldest = 0 if champion is None else int(champion.version)
+    newest, passed = None, []
+    for version in sorted(figures, reverse=True):
+        if version <= oldest:
+            break
+        figure = figures[version]
+        if figure is None or not math.isfinite(figure):
+            passed.append(f"{version} (no {metric})")
+        elif kind == "lstm" and not takes_bars(name, str(version)):
+            passed.append(f"{version} (takes tensors, not bars)")
+        else:
+            newest = version
+            break
+    if passed:
+        print(f"note: passed over version{'s' if len(passed) > 1 else ''} {', '.join(passed)}")
+    if newest is None:
+        if champion is None:
+            raise registry.RegistryError(
+                f"no version of {name!r} can be champion: none has {metric}"
+                + ("; run the backtest stage" if metric in registry.EXECUTION_METRICS else "")
+                + (" and takes bars; run the train stage" if kind == "lstm" else ""))
+        print(f"{name} version {champion.version} stays @{CHAMPION}: no newer version can challenge it")
+        return
     unfit = None
     if kind == "lstm" and champion is not None and not takes_bars(name, str(champion.version)):
         unfit = "takes tensors, not bars (logged before the served model took bars)"
@@ -91,8 +102,7 @@ def main(kind: str, metric: str) -> None:
         None if champion is None else str(champion.version),
         None if champion is None else figures.get(int(champion.version)), unfit)
     split = registry.metric_split(metric)
-    if champion is None or str(champion.version) != str(newest):
-        client.set_registered_model_alias(name, CHALLENGER, str(newest))
+    client.set_registered_model_alias(name, CHALLENGER, str(newest))
     client.set_model_version_tag(name, str(newest), "challenge", decision.reason)
     if decision.moved:
         client.set_registered_model_alias(name, CHAMPION, decision.champion)

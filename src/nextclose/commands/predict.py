@@ -26,8 +26,8 @@ WORKSPACE_MODEL = "models/"
 # What --json prints (users' scripts read these keys).
 JSON_KEYS = ("date", "last_close", "forecast", "lower", "upper", "model_uri")
 
-# bars, coverage, every_day -> forecaster.OUTPUT_COLUMNS
-Forecast = Callable[[pd.DataFrame, float, bool], pd.DataFrame]
+# bars, their source's name, coverage, every_day -> forecaster.OUTPUT_COLUMNS
+Forecast = Callable[[pd.DataFrame, str, float, bool], pd.DataFrame]
 
 
 class NotAForecaster(UserError):
@@ -37,8 +37,8 @@ class NotAForecaster(UserError):
 def read_latest_bars(params: Params, csv_path: Optional[str]) -> tuple[pd.DataFrame, str]:
     """Every bar of the source, checked like prepare checks them, and the source's name.
 
-    ``data.start`` and ``data.end`` are not applied: the forecast starts from the latest bar
-    (``--as-of`` cuts the history instead)."""
+    ``data.end`` is not applied: the forecast starts from the latest bar (``--as-of`` cuts the
+    history instead); ``data.start`` only bounds what a network source fetches."""
     data = params.data
     if csv_path is not None:
         table, source = bars.read_csv_bars(csv_path, data.columns), csv_path
@@ -70,44 +70,47 @@ def cut_at(table: pd.DataFrame, as_of: Optional[str], source: str) -> pd.DataFra
 def _registered_forecast(uri: str) -> Forecast:
     import mlflow
 
+    from nextclose import served
+
     try:
         info = mlflow.models.get_model_info(uri)
     except mlflow.exceptions.MlflowException as error:
         raise UserError(f"--model {uri}: cannot be read: {error.message}") from None
-    schema = info.signature.inputs if info.signature is not None else None
-    inputs = [] if schema is None or schema.is_tensor_spec() else schema.input_names()
-    if "close" not in inputs:
-        takes = f"columns {', '.join(inputs)}" if inputs else "a tensor" if schema is not None else "no signature"
+    if not served.takes_bars(info.signature):
+        schema = None if info.signature is None else info.signature.inputs
+        takes = "no signature" if schema is None else "a tensor" if schema.is_tensor_spec() else (
+            f"columns {', '.join(schema.input_names())}")
         raise NotAForecaster(
             f"{uri} does not take bars (it takes {takes}): a model of the tutorial kind has no held-out "
             f"forecast to serve, and only lstm models trained by this version of nextclose take bars")
+    inputs = info.signature.inputs.input_names()
     model = mlflow.pyfunc.load_model(uri)
 
-    def forecast(table: pd.DataFrame, coverage: float, every_day: bool) -> pd.DataFrame:
-        sent = table.assign(date=table["date"].dt.strftime("%Y-%m-%d"))
-        missing = [name for name in inputs if name not in sent.columns]
+    def forecast(table: pd.DataFrame, source: str, coverage: float, every_day: bool) -> pd.DataFrame:
+        missing = [name for name in inputs if name not in table.columns]
         if missing:
-            raise DataError(f"the bars have no {', '.join(missing)} column, which {uri} reads")
-        return model.predict(sent[inputs], params={"interval": coverage, "every_day": every_day})
+            raise DataError(f"{source}: no {', '.join(missing)} column, which {uri} reads")
+        sent = table[inputs].assign(date=table["date"].dt.strftime("%Y-%m-%d"))
+        try:
+            return model.predict(sent, params={"interval": coverage, "every_day": every_day})
+        except DataError as error:  # the model names the bars it was sent; the user knows them by source
+            raise DataError(str(error).replace(served.SENT_BARS, source, 1)) from None
 
     return forecast
 
 
 def _workspace_forecast() -> Forecast:
-    import keras
-
-    from nextclose import model as _registers_the_ensemble  # noqa: F401  (load_model needs it)
+    from nextclose import served
 
     kind = layout.read_train_summary()["kind"]
     if kind != "lstm":
         raise NotAForecaster(f"{layout.MODELS_DIR}: a model of the {kind} kind, which has no held-out forecast "
                              f"to serve; train an lstm (model.kind: lstm)")
-    calibration = forecaster.Calibration.from_document(layout.read_calibration(),
-                                                       str(layout.MODELS_DIR / layout.CALIBRATION_FILE))
-    network = keras.saving.load_model(layout.model_file(), compile=False)
+    network, calibration = served.load_forecaster(
+        layout.model_file(), layout.read_calibration(), str(layout.MODELS_DIR / layout.CALIBRATION_FILE))
 
-    def forecast(table: pd.DataFrame, coverage: float, every_day: bool) -> pd.DataFrame:
-        checked = forecaster.read_bars(table, calibration, "the bars")
+    def forecast(table: pd.DataFrame, source: str, coverage: float, every_day: bool) -> pd.DataFrame:
+        checked = forecaster.read_bars(table, calibration, source)
         return forecaster.forecast_table(network, checked, calibration, coverage, every_day)
 
     return forecast
@@ -119,10 +122,10 @@ def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecas
 
     from nextclose import tracking
 
-    if model_uri is not None:
-        return model_uri, None, _registered_forecast(model_uri)
     with tracking.store_lock():
         client = tracking.open_client()
+    if model_uri is not None:
+        return model_uri, _registered_version(client, model_uri), _registered_forecast(model_uri)
     name = registry.registered_name("lstm")
     try:
         version = client.get_model_version_by_alias(name, "champion")
@@ -132,6 +135,22 @@ def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecas
         return WORKSPACE_MODEL, None, _workspace_forecast()
     pinned = f"models:/{name}/{version.version}"
     return pinned, str(version.version), _registered_forecast(pinned)
+
+
+def _registered_version(client: Any, uri: str) -> Optional[str]:
+    """The version a ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` URI names."""
+    import mlflow
+
+    if not uri.startswith("models:/"):
+        return None
+    name, _, rest = uri[len("models:/"):].partition("@")
+    if rest:
+        try:
+            return str(client.get_model_version_by_alias(name, rest).version)
+        except mlflow.exceptions.MlflowException:
+            return None  # reading the model says what is wrong
+    _, _, version = name.partition("/")
+    return version if version.isdigit() else None
 
 
 def _number(value: Any) -> Optional[float]:
@@ -145,7 +164,7 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
     table = cut_at(full, as_of, source)
     uri, version, forecast = resolve_model(model_uri)
     coverage = params.evaluate.interval
-    answer = forecast(table, coverage, every_day)
+    answer = forecast(table, source, coverage, every_day)
     if every_day:  # batch: one forecast per day, as a CSV file (or on stdout)
         text = answer.to_csv(index=False, float_format="%.10g")
         if output is None:
@@ -155,9 +174,11 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
             print(f"wrote {len(answer)} forecasts ({answer['date'].iloc[0]} .. {answer['date'].iloc[-1]}) "
                   f"by {uri} to {output}", file=sys.stderr)
         return
-    row = answer.iloc[-1]
-    later = full.loc[full["date"] == pd.Timestamp(row["date"]), "close"]
-    actual = float(later.iloc[0]) if len(later) else None  # known when --as-of looks back
+    row = answer.iloc[-1].copy()
+    actual = None
+    if len(table) < len(full):  # --as-of looked back: the next bar is known, holidays and all
+        following = full.iloc[len(table)]
+        row["date"], actual = following["date"].strftime("%Y-%m-%d"), float(following["close"])
     if as_json:
         document = {key: row[key] for key in JSON_KEYS if key in row.index}
         document = {key: _number(v) if key != "date" else v for key, v in document.items()}

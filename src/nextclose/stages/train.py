@@ -136,9 +136,9 @@ def main(params: Params) -> None:
             from nextclose import forecaster, served
 
             calibration = forecaster.calibrate(result.model, data.validation, params.features)
-            validation_bars = layout.read_prepared_bars().query("split == 'validation'")
+            seen_bars = layout.read_prepared_bars().query("split != 'test'")  # the example: real, not test
             logged = served.log_bars_model(
-                result.model, calibration, served.bars_example(validation_bars, calibration),
+                result.model, calibration, served.bars_example(seen_bars, calibration),
                 name=tracking.model_name(params), registered_model_name=name,
                 requirements=tracking.model_requirements(tracking.FORECASTER_DISTRIBUTIONS), step=step,
             )
