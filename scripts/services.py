@@ -33,6 +33,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "nextclose"
+STATE = "/tmp/nextclose-services"  # pids, logs and env.sh
 REGION = "us-east-1"
 
 
@@ -91,6 +92,18 @@ def launch(name: str, command: list[str], env: dict, state: Path) -> subprocess.
     return process
 
 
+def client_variables(tracking: str, postgres: str, key_id: str, secret: str, s3: str) -> dict[str, str]:
+    """What a client of the servers sets (env.sh)."""
+    return {
+        "MLFLOW_TRACKING_URI": tracking,
+        "OPTUNA_STORAGE": postgres,
+        # for dvc push / pull only: the remote's credentials, never in .dvc/config
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "NEXTCLOSE_S3_ENDPOINT": s3,  # the remote's endpointurl
+    }
+
+
 def start(args: argparse.Namespace) -> None:
     state = Path(args.state)
     if (state / "pids.json").exists():
@@ -127,14 +140,7 @@ def start(args: argparse.Namespace) -> None:
     except BaseException:
         stop(args)
         raise
-    exports = {
-        "MLFLOW_TRACKING_URI": tracking,
-        "OPTUNA_STORAGE": postgres,
-        # for dvc push / pull only: the remote's credentials, never in .dvc/config
-        "AWS_ACCESS_KEY_ID": key_id,
-        "AWS_SECRET_ACCESS_KEY": secret,
-        "NEXTCLOSE_S3_ENDPOINT": s3,  # the remote's endpointurl
-    }
+    exports = client_variables(tracking, postgres, key_id, secret, s3)
     text = "".join(f"export {name}={value}\n" for name, value in exports.items())
     (state / "env.sh").write_text(text)
     (state / "env.sh").chmod(0o600)
@@ -170,7 +176,7 @@ def stop(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument("--state", default="/tmp/nextclose-services",
+    parser.add_argument("--state", default=STATE,
                         help="folder of the pids, logs and env.sh (default: %(default)s)")
     parser.add_argument("--postgres", help="a PostgreSQL URL to use instead of starting one (.ci/postgres)")
     parser.add_argument("--mlflow-database", default="mlflow", help="MLflow's database (default: %(default)s)")
