@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -115,14 +116,19 @@ def start(args: argparse.Namespace) -> None:
     try:
         postgres = args.postgres
         if not postgres:
-            postgres = subprocess.run(["bash", str(ROOT / ".ci" / "postgres")], check=True,
-                                      capture_output=True, text=True).stdout.strip()
+            started = subprocess.run(["bash", str(ROOT / ".ci" / "postgres")], capture_output=True, text=True)
+            if started.returncode != 0:
+                raise SystemExit(f".ci/postgres could not start PostgreSQL (it needs root to install it):\n"
+                                 f"{started.stderr[-2000:]}")
+            postgres = started.stdout.strip()
             (state / "postgres-started").write_text(postgres + "\n")
         mlflow_database = make_database(postgres, args.mlflow_database)
 
         s3 = f"http://127.0.0.1:{s3_port}"
+        # the database URL in the environment, not the command line: the process list shows no password
         server_env = dict(os.environ, AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=secret,
-                          AWS_DEFAULT_REGION=REGION, MLFLOW_S3_ENDPOINT_URL=s3)
+                          AWS_DEFAULT_REGION=REGION, MLFLOW_S3_ENDPOINT_URL=s3,
+                          MLFLOW_BACKEND_STORE_URI=mlflow_database)
         moto = launch("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], server_env, state)
         wait_until_it_answers(f"{s3}/", moto, state / "s3.log")
         import boto3
@@ -132,8 +138,7 @@ def start(args: argparse.Namespace) -> None:
 
         tracking = f"http://127.0.0.1:{mlflow_port}"
         mlflow = launch("mlflow", [
-            str(BIN / "mlflow"), "server", "--backend-store-uri", mlflow_database,
-            "--artifacts-destination", f"s3://{BUCKET}/mlflow",
+            str(BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{BUCKET}/mlflow",
             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
         ], server_env, state)
         wait_until_it_answers(f"{tracking}/health", mlflow, state / "mlflow.log")
@@ -141,9 +146,10 @@ def start(args: argparse.Namespace) -> None:
         stop(args)
         raise
     exports = client_variables(tracking, postgres, key_id, secret, s3)
-    text = "".join(f"export {name}={value}\n" for name, value in exports.items())
-    (state / "env.sh").write_text(text)
-    (state / "env.sh").chmod(0o600)
+    text = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in exports.items())
+    (state / "env.sh").unlink(missing_ok=True)
+    with os.fdopen(os.open(state / "env.sh", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as env_file:
+        env_file.write(text)  # the keys (and a database password): readable by this user only
     print(text, end="")
 
 
