@@ -74,6 +74,12 @@ def make_database(postgres: str, name: str) -> str:
                                        {"name": name}).first()
             if not found:
                 connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+        if url.password:
+            reason = reason.replace(str(url.password), "***")
+        raise SystemExit(f"PostgreSQL at {url.render_as_string(hide_password=True)}: cannot make the database "
+                         f"{name!r} ({reason}); check that the server runs and the URL (--postgres)") from None
     finally:
         engine.dispose()
     return url.set(database=name).render_as_string(hide_password=False)

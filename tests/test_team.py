@@ -17,9 +17,7 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, tiny_params
-from helpers.tools import commit, copy_repo, run, tool_env
-
-pytestmark = pytest.mark.slow
+from helpers.tools import commit, copy_repo, free_port, run, tool_env
 
 POSTGRES = os.environ.get("NEXTCLOSE_TEST_POSTGRES")
 BUCKET = "nextclose"
@@ -74,6 +72,20 @@ def bucket_keys(services: dict, prefix: str) -> list[str]:
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
+def test_services_name_a_postgresql_server_that_does_not_answer_without_its_password(tmp_path):
+    port = free_port()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "services.py"), "start", "--state", str(tmp_path), "--free-ports",
+         "--postgres", f"postgresql+psycopg2://team:s3cret@127.0.0.1:{port}/optuna"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and done.stdout == ""
+    shown = f"postgresql+psycopg2://team:***@127.0.0.1:{port}/optuna"
+    assert done.stderr.startswith(f"PostgreSQL at {shown}: cannot make the database 'mlflow' ("), done.stderr
+    assert "s3cret" not in done.stderr and "--postgres" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "pids.json").exists()  # nothing was started, nothing is left running
+
+
+@pytest.mark.slow
 def test_a_second_machine_pulls_a_result_and_both_track_into_one_server(services, tmp_path):
     # A client of the servers sets two variables; the S3 credentials are for DVC alone.
     stores = {"MLFLOW_TRACKING_URI": services["MLFLOW_TRACKING_URI"], "OPTUNA_STORAGE": services["OPTUNA_STORAGE"]}
