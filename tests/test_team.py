@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, tiny_params
-from helpers.tools import commit, copy_repo, free_port, run, tool_env
+from helpers import REPO, free_port, tiny_params
+from helpers.tools import commit, copy_repo, run, tool_env
 
 POSTGRES = os.environ.get("NEXTCLOSE_TEST_POSTGRES")
 BUCKET = "nextclose"
