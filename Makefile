@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run figures screenshots test lint mutate bench clean
+.PHONY: install run figures screenshots services services-stop test lint mutate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ figures: $(STAMP)
 # this workspace's stores, with headless Chromium (Debian: apt-get install chromium).
 screenshots: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/screenshots.py
+
+# The servers of a team on this machine, to try team mode (README: Working as a team):
+# PostgreSQL (.ci/postgres: Debian's package, as root), moto's S3-compatible server and
+# mlflow server, on loopback; then `source /tmp/nextclose-services/env.sh` in each shell.
+services: $(STAMP)
+	$(BIN)/python scripts/services.py start
+
+services-stop: $(STAMP)
+	$(BIN)/python scripts/services.py stop
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

@@ -2,10 +2,8 @@
 and reproducing a result from a commit. Each test works in a temporary copy of the repo."""
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,28 +13,9 @@ import pytest
 import yaml
 
 from helpers import REPO, free_port, tiny_params, wait_until_up
+from helpers.tools import BIN, commit, copy_repo, run, tool_env
 
 pytestmark = pytest.mark.slow
-
-BIN = Path(sys.executable).parent
-
-
-def tool_env() -> dict:
-    """The environment of a user's shell: the venv's tools first, default stores."""
-    env = dict(os.environ)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    for name in ("MLFLOW_TRACKING_URI", "OPTUNA_STORAGE", "DVC_ROOT", "DVC_EXP_NAME",
-                 "NEXTCLOSE_EXECUTION_ID"):
-        env.pop(name, None)
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    return env
-
-
-def run(args, cwd, timeout=900, columns=None) -> str:
-    env = tool_env() | ({"COLUMNS": str(columns)} if columns else {})
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    return done.stdout + done.stderr
 
 
 def pipeline_params(**overrides) -> dict:
@@ -49,33 +28,6 @@ def pipeline_params(**overrides) -> dict:
 
 def set_params(repo: Path, params: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-def copy_repo(destination: Path) -> Path:
-    """The project's tracked and new files (not its stores or outputs), as a fresh git repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split()
-    for name in listed:
-        source = REPO / name
-        if source.is_file() and not name.startswith(("bench/", "reports/")):
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    (destination / "dvc.lock").unlink(missing_ok=True)
-    run(["git", "init", "-q", "-b", "main"], destination)
-    run(["git", "config", "user.email", "ci@nextclose.invalid"], destination)
-    run(["git", "config", "user.name", "nextclose tests"], destination)
-    set_params(destination, pipeline_params())
-    commit(destination, "tiny pipeline")
-    return destination
-
-
-def commit(repo: Path, message: str) -> str:
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-q", "-m", message], repo)
-    return run(["git", "rev-parse", "HEAD"], repo).strip()
 
 
 def stages_run(output: str) -> set[str]:
@@ -93,7 +45,7 @@ def mlflow_runs(repo: Path) -> list:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     """One real `dvc repro` of the whole pipeline in a copy of the repo."""
-    repo = copy_repo(tmp_path_factory.mktemp("repo"))
+    repo = copy_repo(tmp_path_factory.mktemp("repo"), pipeline_params())
     output = run(["dvc", "repro"], repo)
     return repo, output
 
@@ -263,7 +215,7 @@ def test_exp_run_temp_and_queue_land_in_the_workspace_stores(pipeline):
 
 
 def test_a_commit_reproduces_its_metrics_bit_for_bit(tmp_path):
-    repo = copy_repo(tmp_path)
+    repo = copy_repo(tmp_path, pipeline_params())
     set_params(repo, pipeline_params(tune={"n_trials": 1}))
     run(["dvc", "repro"], repo)
     commit(repo, "result A")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -64,3 +65,20 @@ def test_the_headline_of_an_in_sample_or_empty_report():
     figures = headline.test_execution_figures(one_member)
     assert figures["test_rmse_ratio"] == 0.99 and figures["test_rmse_ratio_ci95_high"] == 1.0
     assert not any("members" in key for key in figures)
+
+
+def test_the_team_section_uses_what_make_services_sets_up():
+    """README: Working as a team is pasted as it is: its names must be the script's."""
+    spec = importlib.util.spec_from_file_location("services", REPO / "scripts" / "services.py")
+    services = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(services)
+    text = (REPO / "README.md").read_text()
+    section = text[text.index("## Working as a team"):text.index("## Params")]
+    assert f"source {services.STATE}/env.sh" in section
+    assert f"dvc remote add -d team s3://{services.BUCKET}/dvc" in section
+    exported = services.client_variables("http://mlflow", "postgresql://db", "key", "secret", "http://s3")
+    assert '"$NEXTCLOSE_S3_ENDPOINT"' in section and '"$OPTUNA_STORAGE"' in section
+    for name in exported:  # each named where the section says what env.sh holds
+        assert name in section or f"{name.split('_')[0]}_*" in section, name
+    makefile = (REPO / "Makefile").read_text()
+    assert "services: $(STAMP)\n\t$(BIN)/python scripts/services.py start\n" in makefile

@@ -150,3 +150,64 @@ def test_a_logged_model_is_named_after_what_it_is(workspace):
     tutorial = parse_params(tiny_params(model={"kind": "tutorial", "hidden_units": None},
                                         train={"learning_rate": None, "steps": None, "seeds": 1}))
     assert tracking.model_name(tutorial) == "tutorial-h128-lr0_1-s30000-x1"
+
+
+# --- a tracking server (team mode) ---------------------------------------------------------------
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_with_a_tracking_server_experiments_keep_the_servers_artifact_store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.artifact_root() == (tmp_path.resolve() / "mlartifacts").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    assert tracking.artifact_root() == (tmp_path.resolve() / "mlartifacts").as_uri()
+    for uri in ("http://127.0.0.1:5000", "https://mlflow.example.com/prefix"):
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        assert tracking.artifact_root() is None  # the server's default, mlflow-artifacts:/, applies
+
+
+def test_a_tracking_server_that_does_not_answer_is_named_without_its_password(monkeypatch):
+    import pytest
+
+    uri = f"http://alice:s3cr%2Ft@127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    started = time.monotonic()
+    with pytest.raises(tracking.TrackingServerDown) as raised:
+        tracking.open_client()
+    message = str(raised.value)
+    assert time.monotonic() - started < 10  # not MLflow's minutes of retries
+    assert message.startswith(f"MLFLOW_TRACKING_URI=http://alice:***@127.0.0.1:{uri.rsplit(':', 1)[1]}: ")
+    assert "s3cr" not in message and "unset MLFLOW_TRACKING_URI" in message
+
+
+def test_a_tracking_server_that_answers_with_an_error_is_left_to_mlflow():
+    """A server behind a login answers 401 to the probe: it is up, and MLflow's calls say the rest."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class LoginRequired(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.path)
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), LoginRequired)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        tracking.check_server(f"http://bob:pw@127.0.0.1:{server.server_port}/mlflow/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen == ["/mlflow/health"]

@@ -38,8 +38,20 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workspace_root() / 'mlflow.db'}"
 
 
-def artifact_root() -> str:
-    """Where a new experiment stores artifacts: next to the default database, never in a temp copy."""
+def is_server(uri: str) -> bool:
+    """Whether ``uri`` names a tracking server (``http://``, ``https://``): a shared store that
+    keeps the artifacts where it was set up to (``--artifacts-destination``), not the workspace."""
+    return uri.startswith(("http://", "https://"))
+
+
+def artifact_root() -> Optional[str]:
+    """Where a new experiment stores artifacts: next to the default database, never in a temp copy.
+
+    None for a tracking server: its own default applies (``mlflow-artifacts:/``, which the server
+    proxies to its store, so clients need no credentials of that store and write nothing here).
+    """
+    if is_server(tracking_uri()):
+        return None
     return (workspace_root() / "mlartifacts").as_uri()
 
 
@@ -63,11 +75,50 @@ def store_lock() -> Iterator[None]:
         yield
 
 
+class TrackingServerDown(UserError):
+    """``MLFLOW_TRACKING_URI`` names a server that does not answer; the message shows no password."""
+
+
+def shown_uri(uri: str) -> str:
+    """``uri`` with the password of its ``user:password@`` part replaced by ``***``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    return parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}").geturl()
+
+
+def check_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail at once, naming the variable, when the tracking server does not answer: MLflow's own
+    client would retry for minutes and then print a traceback that may hold the URI."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    probe = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=parts.path.rstrip("/") + "/health")
+    try:
+        with urllib.request.urlopen(probe.geturl(), timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answers (behind a login, say): MLflow's own calls say the rest
+    except (OSError, ValueError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise TrackingServerDown(
+            f"MLFLOW_TRACKING_URI={shown_uri(uri)}: no MLflow server answers there ({reason}); start it "
+            f"(README: Working as a team) or unset MLFLOW_TRACKING_URI to track into the workspace's mlflow.db"
+        ) from None
+
+
 def open_client() -> Any:
     """An MLflow client of the tracking store, its tables made (call it under :func:`store_lock`)."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    if is_server(uri):
+        check_server(uri)
+    mlflow.set_tracking_uri(uri)
     client = mlflow.MlflowClient()
     client.search_experiments(max_results=1)  # opens the store: creates or upgrades its tables
     return client
@@ -329,8 +380,9 @@ def view_tag(metrics: tuple[str, ...], params: tuple[str, ...]) -> str:
 
 
 def ensure_experiment(client: Any, name: str) -> str:
-    """The id of experiment ``name``, made (artifacts beside the default store) and labelled with
-    the view it opens on and its description. Call under :func:`store_lock`."""
+    """The id of experiment ``name``, made (artifacts beside the default store, or where a tracking
+    server keeps them) and labelled with the view it opens on and its description. Call under
+    :func:`store_lock`."""
     import mlflow
 
     experiment = client.get_experiment_by_name(name)
