@@ -2,10 +2,11 @@
 
 Trains ``train.seeds`` members together (:mod:`nextclose.training`); the model is their mean.
 Writes ``models/`` (``model.keras``, ``train.json``: the kind, steps, final figures and each
-member's seed and best step; for the tutorial kind also ``tutorial_state.npz``, each member's
-trained x and y), ``reports/train_history.csv`` (``step,loss[,val_loss]`` and one column pair
-per member, a DVC plot) and
-``.nextclose/train_run.json`` (the MLflow run and model), all in one commit.
+member's seed and best step; for the lstm ``calibration.json``, its validation residuals; for
+the tutorial kind ``tutorial_state.npz``, each member's trained x and y),
+``reports/train_history.csv`` (``step,loss[,val_loss]`` and one column pair per member, a DVC
+plot) and ``.nextclose/train_run.json`` (the MLflow run and model), all in one commit. The
+registered model of the lstm takes bars (:mod:`nextclose.served`); the tutorial's, its tensor.
 """
 
 from __future__ import annotations
