@@ -19,37 +19,15 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
+from loopback import NoAnswer, free_port, wait_until_up  # scripts/loopback.py, beside this file
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for(url: str, server: subprocess.Popen, seconds: float = 180) -> None:
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if server.poll() is not None:
-            raise SystemExit(f"the server for {url} exited with code {server.returncode}")
-        if time.time() > deadline:
-            raise SystemExit(f"{url} did not answer within {seconds:.0f} s")
-        time.sleep(1)
 
 
 def chromium() -> str:
@@ -94,7 +72,7 @@ def mlflow_shots(root: Path, docs: Path, scratch: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/health", server)
+        wait_until_up(f"{base}/health", server)
         shoot(f"{base}/#/experiments/{pipeline.experiment_id}/runs?workflowType=machine_learning"
               f"&viewStateShareKey=nextclose", docs / "mlflow-runs.png")
         runs = json.dumps([r.info.run_id for r in latest])
@@ -123,7 +101,7 @@ def optuna_shot(root: Path, docs: Path, scratch: Path) -> None:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/api/studies", server)
+        wait_until_up(f"{base}/api/studies", server)
         shoot(f"{base}/dashboard/studies/{study_id}", docs / "optuna-dashboard.png", size="1800,1200")
     finally:
         server.terminate()
@@ -150,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         for name, take in (("mlflow", mlflow_shots), ("optuna", optuna_shot), ("dvc", dvc_plots_shot)):
             if not args.only or name in args.only:
-                take(root, args.out, Path(scratch))
+                try:
+                    take(root, args.out, Path(scratch))
+                except NoAnswer as error:
+                    raise SystemExit(str(error)) from None
     return 0
 
 

@@ -23,43 +23,18 @@ import os
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from loopback import NoAnswer, free_port, wait_until_up  # scripts/loopback.py, beside this file
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "nextclose"
 STATE = "/tmp/nextclose-services"  # pids, logs and env.sh
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_it_answers(url: str, process: subprocess.Popen, log: Path, seconds: float = 180) -> None:
-    """Until ``url`` gives any HTTP answer; stop with the log's tail if the process ends first."""
-    deadline = time.time() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            pass
-        if process.poll() is not None or time.time() > deadline:
-            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
-            state = f"exited with code {process.returncode}" if process.returncode is not None else "timed out"
-            raise SystemExit(f"{url}: {state}; the end of {log}:\n{tail}")
-        time.sleep(1)
 
 
 def make_database(postgres: str, name: str) -> str:
@@ -136,7 +111,7 @@ def start(args: argparse.Namespace) -> None:
                           AWS_DEFAULT_REGION=REGION, MLFLOW_S3_ENDPOINT_URL=s3,
                           MLFLOW_BACKEND_STORE_URI=mlflow_database)
         moto = launch("s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)], server_env, state)
-        wait_until_it_answers(f"{s3}/", moto, state / "s3.log")
+        wait_until_up(f"{s3}/", moto, log=state / "s3.log", any_answer=True)
         import boto3
 
         boto3.client("s3", endpoint_url=s3, aws_access_key_id=key_id, aws_secret_access_key=secret,
@@ -147,7 +122,7 @@ def start(args: argparse.Namespace) -> None:
             str(BIN / "mlflow"), "server", "--artifacts-destination", f"s3://{BUCKET}/mlflow",
             "--host", "127.0.0.1", "--port", str(mlflow_port), "--workers", "1",
         ], server_env, state)
-        wait_until_it_answers(f"{tracking}/health", mlflow, state / "mlflow.log")
+        wait_until_up(f"{tracking}/health", mlflow, log=state / "mlflow.log")
     except BaseException:
         stop(args)
         raise
@@ -196,7 +171,10 @@ def main() -> None:
     parser.add_argument("--s3-port", type=int, default=9000)
     parser.add_argument("--free-ports", action="store_true", help="any free loopback ports instead")
     args = parser.parse_args()
-    start(args) if args.action == "start" else stop(args)
+    try:
+        start(args) if args.action == "start" else stop(args)
+    except NoAnswer as error:
+        raise SystemExit(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 
 from nextclose import headline
 
-from helpers import REPO
+from helpers import REPO, script_module
 
 
 def committed(name: str) -> dict:
@@ -69,9 +68,7 @@ def test_the_headline_of_an_in_sample_or_empty_report():
 
 def test_the_team_section_uses_what_make_services_sets_up():
     """README: Working as a team is pasted as it is: its names must be the script's."""
-    spec = importlib.util.spec_from_file_location("services", REPO / "scripts" / "services.py")
-    services = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(services)
+    services = script_module("services")
     text = (REPO / "README.md").read_text()
     section = text[text.index("## Working as a team"):text.index("## Params")]
     assert f"source {services.STATE}/env.sh" in section

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import socket
-import subprocess
-import time
-import urllib.request
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,20 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def script_module(name: str):
+    """A module of scripts/, loaded as running a script would: scripts/ on the path, for the
+    modules the scripts share (loopback.py)."""
+    scripts = str(REPO / "scripts")
+    if scripts not in sys.path:
+        sys.path.append(scripts)
+    return importlib.import_module(name)
+
+
+# a free loopback port, and waiting until a server a test started answers (scripts/loopback.py)
+_loopback = script_module("loopback")
+free_port, wait_until_up = _loopback.free_port, _loopback.wait_until_up
 
 # Small enough that a whole stage runs in seconds on two cores.
 TINY_OVERRIDES = {
@@ -104,28 +116,3 @@ class ConstantNetwork:
     def member_outputs(self, inputs):
         return np.repeat(self.returns[:, None], len(inputs), axis=1)
 
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on (for a server a test starts)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_up(url: str, server: subprocess.Popen, seconds: float, log: Path | None = None) -> None:
-    """Poll ``url`` until it answers 200; fail when the server exits (with its log's end) or
-    after ``seconds``."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        if server.poll() is not None:
-            raise AssertionError(f"the server exited ({server.returncode}) before {url} answered"
-                                 + (f":\n{log.read_text()[-3000:]}" if log is not None else ""))
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{url} did not answer in {seconds:g} s")
-        time.sleep(1)
