@@ -23,8 +23,6 @@ from nextclose.params import Params
 
 CHAMPION_URI = f"models:/{registry.registered_name('lstm')}@champion"
 WORKSPACE_MODEL = "models/"
-# What --json prints (users' scripts read these keys).
-JSON_KEYS = ("date", "last_close", "forecast", "lower", "upper", "model_uri")
 
 # bars, their source's name, coverage, every_day -> forecaster.OUTPUT_COLUMNS
 Forecast = Callable[[pd.DataFrame, str, float, bool], pd.DataFrame]
@@ -180,12 +178,12 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
         following = full.iloc[len(table)]
         row["date"], actual = following["date"].strftime("%Y-%m-%d"), float(following["close"])
     if as_json:
-        document = {key: row[key] for key in JSON_KEYS if key in row.index}
-        document = {key: _number(v) if key != "date" else v for key, v in document.items()}
-        document |= {"model_uri": uri, "last_date": row["last_date"], "model_version": version,
-                     "interval": coverage, "actual": actual}
-        print(json.dumps({key: document[key] for key in (*JSON_KEYS, "last_date", "model_version", "interval",
-                                                         "actual")}))
+        # the first six keys are what users' scripts read; the rest say where the figure came from
+        print(json.dumps({
+            "date": row["date"], **{key: _number(row[key]) for key in ("last_close", "forecast", "lower", "upper")},
+            "model_uri": uri, "last_date": row["last_date"], "model_version": version, "interval": coverage,
+            "actual": actual,
+        }))
         return
     print(f"model: {uri}" + (f" (version {version}, {CHAMPION_URI})" if version and model_uri is None else ""))
     print(f"bars: {source}, last bar {row['last_date']}: close {row['last_close']:.4f}")
