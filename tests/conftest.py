@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,23 @@ def workspace(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
     write_params(tmp_path, tiny_params())
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """The servers of a team, on free loopback ports: the variables ``services.py start`` printed,
+    and ``mlflow_database``, the name of the MLflow server's database."""
+    from helpers.tools import POSTGRES, drop_database, services_script
+
+    if not POSTGRES:
+        pytest.skip("no PostgreSQL server: export NEXTCLOSE_TEST_POSTGRES=$(bash .ci/postgres)")
+    state = tmp_path_factory.mktemp("services")
+    database = f"mlflow_{uuid.uuid4().hex[:8]}"  # the server outlives the test: a database of its own
+    try:
+        printed = services_script("start", "--postgres", POSTGRES, "--state", str(state), "--free-ports",
+                                  "--mlflow-database", database)
+        variables = dict(line.removeprefix("export ").split("=", 1) for line in printed.splitlines())
+        yield variables | {"mlflow_database": database}
+    finally:
+        services_script("stop", "--state", str(state))
+        drop_database(database)

@@ -27,6 +27,7 @@ NOT_DEPS = {
     "nextclose.atomic": "how an output is replaced, not what it holds",
     "nextclose.cli": "argument parsing and error printing; the stage programs start below it",
     "nextclose.processes": "which process did the work (run tags, dead workers), never what it made",
+    "nextclose.redaction": "masks credentials on their way out; an output that holds none is left as it is",
 }
 
 

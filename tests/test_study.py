@@ -10,7 +10,7 @@ import time
 import optuna
 import pytest
 
-from nextclose import processes
+from nextclose import processes, redaction
 from nextclose import study as studies
 from nextclose.params import parse_params
 
@@ -92,16 +92,16 @@ def test_storage_location_prefers_the_environment_then_params_then_the_default(t
 # --- passwords and paths ------------------------------------------------------------------------------
 
 def test_url_password_is_none_without_one():
-    assert studies.url_password("postgresql://tuner:@db/optuna") is None
-    assert studies.url_password("postgresql://tuner@db/optuna") is None
-    assert studies.url_password("/a/journal.log") is None
-    assert studies.url_password("postgresql://tuner:pw@db/optuna") == "pw"
+    assert redaction.password_in_url("postgresql://tuner:@db/optuna") is None
+    assert redaction.password_in_url("postgresql://tuner@db/optuna") is None
+    assert redaction.password_in_url("/a/journal.log") is None
+    assert redaction.password_in_url("postgresql://tuner:pw@db/optuna") == "pw"
 
 
-def test_mask_passwords_blanks_the_raw_and_the_decoded_password():
-    url = "mysql://tuner:a%40b@db/optuna"
-    assert studies.mask_passwords("a%40b and a@b and ab", url) == "*** and *** and ab"
-    assert studies.mask_passwords("nothing to hide", "/a/journal.log") == "nothing to hide"
+def test_a_storage_password_is_blanked_raw_and_decoded():
+    url = "mysql://tuner:a%40bcd@db/optuna"
+    assert redaction.redact("a%40bcd and a@bcd and abcd", also=redaction.url_passwords(url)) == "*** and *** and abcd"
+    assert redaction.redact("nothing to hide", also=redaction.url_passwords("/a/journal.log")) == "nothing to hide"
 
 
 def test_display_location_leaves_urls_and_outside_paths_alone(tmp_path, monkeypatch):

@@ -8,7 +8,6 @@ the DVC remote in the bucket.
 """
 
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -17,59 +16,12 @@ from pathlib import Path
 import pytest
 
 from helpers import REPO, free_port, tiny_params
-from helpers.tools import commit, copy_repo, run, tool_env
-
-POSTGRES = os.environ.get("NEXTCLOSE_TEST_POSTGRES")
-BUCKET = "nextclose"
-
-
-def services_script(*args: str) -> str:
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "services.py"), *args],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"services.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
-    return done.stdout
-
-
-def drop_database(name: str) -> None:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(sqlalchemy.engine.make_url(POSTGRES), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def services(tmp_path_factory):
-    """The servers of a team, on free loopback ports: the variables ``services.py start`` printed."""
-    if not POSTGRES:
-        pytest.skip("no PostgreSQL server: export NEXTCLOSE_TEST_POSTGRES=$(bash .ci/postgres)")
-    state = tmp_path_factory.mktemp("services")
-    database = f"mlflow_{uuid.uuid4().hex[:8]}"  # the server outlives the test: a database of its own
-    try:
-        printed = services_script("start", "--postgres", POSTGRES, "--state", str(state), "--free-ports",
-                                  "--mlflow-database", database)
-        yield dict(line.removeprefix("export ").split("=", 1) for line in printed.splitlines())
-    finally:
-        services_script("stop", "--state", str(state))
-        drop_database(database)
+from helpers.tools import BUCKET, bucket_keys, commit, copy_repo, run, tool_env
 
 
 def metrics(repo: Path) -> dict:
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo))
     return {path: figures for rev in shown.values() for path, figures in rev["data"].items()}
-
-
-def bucket_keys(services: dict, prefix: str) -> list[str]:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=services["NEXTCLOSE_S3_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=services["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=services["AWS_SECRET_ACCESS_KEY"])
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def test_services_name_a_postgresql_server_that_does_not_answer_without_its_password(tmp_path):

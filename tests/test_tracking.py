@@ -65,7 +65,8 @@ def committed_repo(path, params_text):
     return git(path, "rev-parse", "--short", "HEAD")
 
 
-PARAMS = "base: {seed: 42}\nmodel: {hidden_units: null, layers: 1}\ntrain: {learning_rate: null}\ntune: {seed: 42}\n"
+PARAMS = ("base: {seed: 42}\nfeatures: {volume: true}\nmodel: {hidden_units: null, layers: 1}\n"
+          "train: {learning_rate: null, seed: 42}\ntune: {seed: 42, storage: null}\n")
 
 
 def test_an_execution_is_named_after_the_params_it_changed(tmp_path, monkeypatch):
@@ -82,10 +83,13 @@ def test_an_execution_is_named_after_the_params_it_changed(tmp_path, monkeypatch
     assert tracking.execution_name() == "hidden_units=16 learning_rate=0.003 [woozy-dado]"
     monkeypatch.delenv("DVC_EXP_NAME")
     assert tracking.execution_name() == "hidden_units=16 learning_rate=0.003"
-    # a key whose last part another param shares is named whole; null and booleans as YAML says them
-    (tmp_path / "params.yaml").write_text(PARAMS.replace("base: {seed: 42}", "base: {seed: 7}")
-                                          .replace("layers: 1", "layers: null") + "extra: {quick: true}\n")
-    assert tracking.execution_name() == "base.seed=7 quick=true layers=null"
+    # a key whose last part another param shares is named whole; null and booleans as YAML says them;
+    # only what the experiment is names it: no base, tune or other section, no connection setting
+    changed = PARAMS.replace("seed: 42", "seed: 7").replace("layers: 1", "layers: null")
+    (tmp_path / "params.yaml").write_text(
+        changed.replace("volume: true", "volume: false")
+        .replace("storage: null", "storage: 'postgresql://tuner@db/optuna'") + "extra: {quick: true}\n")
+    assert tracking.execution_name() == "volume=false layers=null train.seed=7"
 
 
 def test_outside_git_an_execution_is_the_workspace(tmp_path, monkeypatch):
@@ -114,7 +118,7 @@ def test_stages_of_one_execution_fill_one_run_of_the_pipeline_experiment(workspa
     assert execution.info.status == "FINISHED"
     assert execution.data.metrics == {"val_loss": 1.3, "test_rmse_ratio": 0.99}
     assert execution.data.params["model.hidden_units"] == "4"  # resolved, as trained
-    assert "tune.storage" not in execution.data.params and execution.data.params["tune.n_trials"] == "3"
+    assert execution.data.params["tune.storage"] == "None" and execution.data.params["tune.n_trials"] == "3"
     assert execution.data.tags["pipeline_execution"] == "exec-7" and "stage" not in execution.data.tags
     assert execution.data.tags["stage_run.train"] == f"{train.info.experiment_id}/{train.info.run_id}"
     assert f"/runs/{evaluate.info.run_id})" in execution.data.tags["mlflow.note.content"]

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import yaml
 
-from nextclose import cli, layout
+from nextclose import cli, layout, redaction
 from nextclose import study as studies
 from nextclose.params import load_params, parse_params
 from nextclose.stages import tune as tune_stage
@@ -221,7 +221,7 @@ def test_storage_location_and_password_masking(tmp_path, monkeypatch):
     monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://tuner:s3cret@db.example:5432/optuna")
     location = studies.storage_location(tune, tmp_path)
     assert location.startswith("postgresql://")
-    assert studies.display_location(location) == "postgresql://tuner:***@db.example:5432/optuna"
+    assert redaction.redact(studies.display_location(location)) == "postgresql://tuner:***@db.example:5432/optuna"
 
 
 def test_apply_best_keeps_comments_and_layout(tmp_path):
@@ -449,11 +449,11 @@ def test_tuning_never_reads_the_test_split(prepared):
     ("sqlite:///studies.db", "sqlite:///studies.db"),
 ])
 def test_storage_passwords_are_masked_whatever_they_hold(url, shown):
-    assert studies.display_location(url) == shown
-    password = studies.url_password(url)
+    assert redaction.redact(studies.display_location(url)) == shown
+    password = redaction.password_in_url(url)
     if password:
-        assert password not in studies.display_location(url)
-        assert studies.mask_passwords(f"could not connect with {password}", url) == "could not connect with ***"
+        assert password not in redaction.redact(url)
+        assert redaction.redact(f"could not connect with {password}", also=[password]) == "could not connect with ***"
 
 
 def test_a_journal_inside_the_workspace_is_shown_relative_to_it(tmp_path):
@@ -463,15 +463,15 @@ def test_a_journal_inside_the_workspace_is_shown_relative_to_it(tmp_path):
 
 def test_an_unreachable_storage_is_a_clear_error_without_its_password(prepared, capsys, monkeypatch):
     monkeypatch.setattr(studies.time, "sleep", lambda seconds: None)
-    write_params(prepared, tiny_params(tune={"storage": "postgresql+psycopg2://tuner:se/cr:et@127.0.0.1:1/optuna"}))
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql+psycopg2://tuner:se/cr:et@127.0.0.1:1/optuna")
     assert cli.main(["tune", "--n-trials", "1"]) == 2
     captured = capsys.readouterr()
     assert "storage postgresql+psycopg2://tuner:***@127.0.0.1:1/optuna: cannot be opened" in captured.err
     assert "se/cr:et" not in captured.out + captured.err
 
 
-def test_a_missing_database_driver_is_named(prepared, capsys):
-    write_params(prepared, tiny_params(tune={"storage": "postgresql+nosuchdriver://tuner:pw@127.0.0.1:1/optuna"}))
+def test_a_missing_database_driver_is_named(prepared, capsys, monkeypatch):
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql+nosuchdriver://tuner:pw@127.0.0.1:1/optuna")
     assert cli.main(["tune", "--n-trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "storage postgresql+nosuchdriver://tuner:***@127.0.0.1:1/optuna" in err and ":pw@" not in err
@@ -480,7 +480,7 @@ def test_a_missing_database_driver_is_named(prepared, capsys):
 def test_postgresql_without_its_driver_installed_says_what_to_install(prepared, capsys, monkeypatch):
     # SQLAlchemy's default driver for a bare postgresql:// is psycopg (3), which nothing installs
     monkeypatch.setitem(sys.modules, "psycopg", None)
-    write_params(prepared, tiny_params(tune={"storage": "postgresql://tuner:pw@127.0.0.1:1/optuna"}))
+    monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://tuner:pw@127.0.0.1:1/optuna")
     assert cli.main(["tune", "--n-trials", "1"]) == 2
     err = capsys.readouterr().err
     assert "needs the Python driver 'psycopg'" in err and "postgresql+psycopg2://" in err and ":pw@" not in err

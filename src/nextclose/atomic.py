@@ -24,6 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
+from nextclose import redaction
+
 # In the working directory (the repository root, where the stages run).
 JOURNAL = Path(".nextclose-commit.json")
 LOCK = Path(".nextclose-commit.lock")
@@ -33,6 +35,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_new(path: Path, text: str) -> None:
+    """Write a new file's text, redacted (:func:`nextclose.redaction.redact`): the one way text
+    reaches a file (``Commit.write_text``, :func:`write_text`, and a file in a folder that a
+    ``Commit`` stages); ``tests/test_redaction.py`` scans the code for any other."""
+    path.write_text(redaction.redact(text), encoding="utf-8")
 
 
 def _temporary_file(target: Path) -> Path:
@@ -123,7 +132,7 @@ class Commit:
         return self._stage(output, _temporary_directory)
 
     def write_text(self, output: str | Path, text: str) -> None:
-        self.path(output).write_text(text, encoding="utf-8")
+        write_new(self.path(output), text)
 
     def write_json(self, output: str | Path, value: object) -> None:
         self.write_text(output, json.dumps(value, indent=2, sort_keys=False) + "\n")
@@ -221,7 +230,7 @@ def write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_file(path)
     try:
-        temporary.write_text(text, encoding="utf-8")
+        write_new(temporary, text)
         os.replace(temporary, path)
     except BaseException:
         _remove(temporary)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-from nextclose import atomic, layout, registry
+from nextclose import atomic, layout, redaction, registry
 from nextclose.errors import UserError
 from nextclose.params import ParamsError, load_params
 
@@ -129,6 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # What the command prints (its messages, errors, tracebacks, MLflow's and Optuna's logging)
+    # is redacted: a password in OPTUNA_STORAGE or MLFLOW_TRACKING_URI never reaches a log.
+    with redaction.redacted_output():
+        return run_command(argv)
+
+
+def run_command(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # TensorFlow's C++ INFO and WARNING lines hide our own messages; errors still show.
     # A user's own setting wins: TF_CPP_MIN_LOG_LEVEL=0 shows them all (see import_tensorflow).

@@ -140,8 +140,8 @@ def write_raw(commit: atomic.Commit, table: pd.DataFrame, metadata: dict[str, ob
               directory: Path = RAW_DIR) -> None:
     """Keep the source's bars as read, so a commit pins exactly the data it used."""
     staging = commit.directory(directory)
-    table.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
-    (staging / "raw.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    atomic.write_new(staging / "bars.csv", table.to_csv(index=False, date_format="%Y-%m-%d"))
+    atomic.write_new(staging / "raw.json", json.dumps(metadata, indent=2) + "\n")
 
 
 def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.DataFrame]]:
@@ -161,7 +161,7 @@ def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.Dat
 def write_prepared(commit: atomic.Commit, prepared: Prepared, directory: Path = PREPARED_DIR) -> None:
     """Write all of ``prepared`` into ``directory``, replaced whole with the commit."""
     staging = commit.directory(directory)
-    prepared.bars.to_csv(staging / "bars.csv", index=False, date_format="%Y-%m-%d")
+    atomic.write_new(staging / "bars.csv", prepared.bars.to_csv(index=False, date_format="%Y-%m-%d"))
     arrays = {}
     for name, part in prepared.splits.items():
         for field in dataclasses.fields(features.Windows):
@@ -169,7 +169,7 @@ def write_prepared(commit: atomic.Commit, prepared: Prepared, directory: Path = 
     save_npz(staging / "windows.npz", arrays)
     save_npz(staging / "tutorial.npz", {"x": prepared.tutorial_x, "y": prepared.tutorial_y,
                                         "target_dates": prepared.tutorial_target_dates})
-    (staging / "prepared.json").write_text(json.dumps(prepared.summary(), indent=2) + "\n")
+    atomic.write_new(staging / "prepared.json", json.dumps(prepared.summary(), indent=2) + "\n")
 
 
 def read_windows(directory: Path = PREPARED_DIR) -> dict[str, features.Windows]:
@@ -227,11 +227,11 @@ def write_models(
     staging = commit.directory(directory)
     save_keras(model, staging / MODEL_FILE)
     if calibration is not None:
-        (staging / CALIBRATION_FILE).write_text(json.dumps(calibration) + "\n")
+        atomic.write_new(staging / CALIBRATION_FILE, json.dumps(calibration) + "\n")
     if tutorial_state is not None:
         x, y = tutorial_state
         save_npz(staging / TUTORIAL_STATE_FILE, {"x": x, "y": y})
-    (staging / TRAIN_SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    atomic.write_new(staging / TRAIN_SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
 
 
 def write_train_run(commit: atomic.Commit, ids: dict[str, Any], path: Path = TRAIN_RUN_FILE) -> None:
@@ -320,9 +320,7 @@ def read_history(path: Path = HISTORY_FILE) -> pd.DataFrame:
 
 
 def predictions_csv(predictions: pd.DataFrame) -> str:
-    out = io.StringIO()
-    predictions.to_csv(out, index=False, lineterminator="\n")
-    return out.getvalue()
+    return predictions.to_csv(index=False, lineterminator="\n")
 
 
 def write_evaluation(commit: atomic.Commit, report: dict[str, object], scores: dict[str, float],

@@ -18,7 +18,7 @@ from typing import Literal, Optional
 
 import yaml
 
-from nextclose import symbols
+from nextclose import redaction, symbols
 from nextclose.errors import UserError
 from nextclose.search_space import SEARCHED
 
@@ -266,12 +266,24 @@ def _iso_date(value: Optional[str], key: str, file: str) -> None:
         raise ParamsError(f"{file}: {key}: {value} is outside {EARLIEST_DATE} .. {LATEST_DATE}")
 
 
+# A password in params.yaml would be committed, pushed and copied into every experiment: refused.
+CREDENTIALS_ADVICE = {
+    "tune.storage": "holds a password, which does not belong in a file that git tracks: put the whole URL "
+                    "in OPTUNA_STORAGE (it overrides tune.storage), or leave the password out of the URL and "
+                    "put it in a .pgpass file (~/.pgpass or PGPASSFILE, for PostgreSQL)",
+}
+
+
 def _check_ranges(params: Params, file: str) -> None:
     """The rules between and within values that types alone cannot say."""
 
     def fail(key: str, rule: str) -> None:
         raise ParamsError(f"{file}: {key}: {rule}")
 
+    for key, value in params.as_flat_dict().items():
+        if isinstance(value, str) and redaction.password_in_url(value) is not None:
+            fail(key, CREDENTIALS_ADVICE.get(key, "holds a URL with a password, which does not belong in a file "
+                                                  "that git tracks: give it in the environment"))
     if not 0 <= params.base.seed <= MAX_SEED:
         fail("base.seed", f"must lie in 0 .. {MAX_SEED} (2**32 - 1)")
     for key in ("start", "end"):

@@ -26,11 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-import mlflow.pyfunc
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from nextclose import forecaster, layout
+from nextclose import atomic, forecaster, layout
 
 # The coverage of the interval when a request names none: params.yaml's evaluate.interval as
 # shipped. `nextclose predict` always sends evaluate.interval.
@@ -100,7 +99,7 @@ def log_bars_model(network: Any, calibration: forecaster.Calibration, example_ba
     with tempfile.TemporaryDirectory(prefix="nextclose-model-") as scratch:
         folder = Path(scratch)
         layout.save_keras(network, folder / layout.MODEL_FILE)
-        (folder / layout.CALIBRATION_FILE).write_text(json.dumps(calibration.document()))
+        atomic.write_new(folder / layout.CALIBRATION_FILE, json.dumps(calibration.document()))
         table = forecaster.read_bars(example_bars, calibration, "the input example")
         # (the signature needs an answer; a short validation split gives only a narrower interval)
         coverage = min(SERVED_INTERVAL, forecaster.largest_coverage(calibration))
@@ -119,7 +118,9 @@ def _log(folder: Path, example_bars: pd.DataFrame, answer: pd.DataFrame, name: s
          registered_model_name: Optional[str], requirements: list[str], step: int) -> Any:
     from mlflow.models import infer_signature
 
-    return mlflow.pyfunc.log_model(
+    from nextclose import tracking
+
+    return tracking.mlflow_api().pyfunc.log_model(
         name=name,
         python_model=BarsForecaster(),
         artifacts={"network": str(folder / layout.MODEL_FILE), "calibration": str(folder / layout.CALIBRATION_FILE)},

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import threading
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any, Optional
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
-from nextclose import processes
+from nextclose import processes, redaction
 from nextclose.errors import UserError
 from nextclose.params import Params, TuneParams
 from nextclose.search_space import SEARCHED
@@ -66,7 +65,7 @@ def _open_rdb(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
     its tables, and the loser sees "already exists": it only has to try again."""
     import sqlalchemy.exc
 
-    shown = display_location(url)
+    shown = redaction.redact(url)
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url)
@@ -82,42 +81,20 @@ def _open_rdb(url: str, attempts: int = 3) -> optuna.storages.RDBStorage:
         except sqlalchemy.exc.SQLAlchemyError as error:
             if attempt == attempts - 1:
                 reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+                reason = redaction.redact(reason, also=redaction.url_passwords(url))
                 raise StorageError(
                     f"storage {shown}: cannot be opened after {attempts} attempts "
-                    f"({type(error).__name__}: {mask_passwords(reason, url)}); check that the server "
+                    f"({type(error).__name__}: {reason}); check that the server "
                     f"runs and the URL (tune.storage or OPTUNA_STORAGE)"
                 ) from None
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
 
 
-# scheme://user:password@rest, as SQLAlchemy and redis-py read it: the password runs to the
-# first "@", so it may hold "/" and ":" (an "@" in it must be percent-encoded).
-_CREDENTIALS = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)(?P<user>[^:/@]*):(?P<password>[^@]*)@(?P<rest>.*)$", re.S)
-
-
-def url_password(location: str) -> Optional[str]:
-    """The password in a storage URL, or None."""
-    match = _CREDENTIALS.match(location)
-    return match["password"] if match and match["password"] else None
-
-
-def mask_passwords(text: str, location: str) -> str:
-    """``text`` with the password of ``location`` (raw and percent-decoded) blanked out."""
-    from urllib.parse import unquote
-
-    password = url_password(location)
-    for secret in {password, unquote(password)} if password else ():
-        text = text.replace(secret, "***")
-    return text
-
-
 def display_location(location: str, root: Optional[Path] = None) -> str:
-    """The storage for logs, MLflow and reports: a URL without its password; a journal file
-    relative to the workspace ``root`` when it lies inside (no machine paths in committed files)."""
-    match = _CREDENTIALS.match(location)
-    if match:
-        return f"{match['scheme']}{match['user']}:***@{match['rest']}"
+    """The storage as logs, MLflow and reports name it: a journal file relative to the workspace
+    ``root`` when it lies inside (no machine paths in committed files); a URL as it is (what is
+    written, logged or printed is redacted on its way out: :mod:`nextclose.redaction`)."""
     if "://" not in location and root is not None:
         try:
             return Path(location).resolve().relative_to(root.resolve()).as_posix()

@@ -1,6 +1,8 @@
 """Where runs and files go: the workspace root, the MLflow store, run tags.
 
-The only module besides the stage programs that calls MLflow's fluent API.
+It is also the one way to MLflow: :func:`mlflow_api` (the fluent API) and :func:`client` hand out
+MLflow with every argument of every call redacted (:mod:`nextclose.redaction`). No other module
+imports MLflow's sending API (``tests/test_redaction.py`` scans the code for it).
 """
 
 from __future__ import annotations
@@ -8,14 +10,17 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import inspect
 import json
 import os
 import subprocess
 import time
+import types
 import uuid
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
+from nextclose import redaction
 from nextclose.errors import UserError
 
 EXPERIMENT_PREFIX = "nextclose"
@@ -75,38 +80,123 @@ def store_lock() -> Iterator[None]:
         yield
 
 
+# MLflow's entities that carry a key and a text value (log_batch's params and tags, the registry's
+# and logged models' tags): rebuilt with the value redacted.
+_KEYED_ENTITIES = ("Param", "RunTag", "ExperimentTag", "ModelVersionTag", "RegisteredModelTag",
+                   "LoggedModelTag", "LoggedModelParameter")
+
+
+def redact_arguments(value: Any) -> Any:
+    """``value`` with every string in it redacted: strings, the keys and values of mappings, the
+    items of lists and tuples, and MLflow's key-value entities. Anything else (numbers, arrays,
+    frames, figures, models) is passed as it is."""
+    if isinstance(value, str):
+        return redaction.redact(value)
+    if isinstance(value, dict):
+        return {redact_arguments(key): redact_arguments(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+        return type(value)(redact_arguments(item) for item in value)
+    if type(value).__name__ in _KEYED_ENTITIES and type(value).__module__.startswith("mlflow.entities"):
+        return type(value)(redact_arguments(value.key), redact_arguments(value.value))
+    return value
+
+
+class Redacted:
+    """MLflow (the package, a module of it, a class or a client) whose every call gets its
+    arguments through :func:`redact_arguments`: run names, tags, params, descriptions, notes,
+    logged models' names, params and tags, registry tags, and the text and JSON artifacts.
+
+    Modules and classes reached from it are wrapped too (``mlflow.pyfunc.log_model``,
+    ``Model.log``), and so is a client it makes; exception classes are not (``except`` needs the
+    class). A file logged with ``log_artifact`` is logged as its redacted text when it is text.
+    """
+
+    def __init__(self, target: Any):
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            attribute = getattr(self._target, name)
+        except AttributeError:
+            if not isinstance(self._target, types.ModuleType):
+                raise
+            import importlib  # a module not imported yet (mlflow.data.pandas_dataset)
+
+            attribute = importlib.import_module(f"{self._target.__name__}.{name}")
+        if name == "log_artifact":
+            return self._log_artifact
+        if isinstance(attribute, types.ModuleType):
+            return Redacted(attribute)
+        if inspect.isclass(attribute):
+            return attribute if issubclass(attribute, BaseException) else Redacted(attribute)
+        if callable(attribute):
+            def call(*args: Any, **kwargs: Any) -> Any:
+                return _wrap_client(attribute(*redact_arguments(args), **redact_arguments(kwargs)))
+            return call
+        return attribute
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _wrap_client(self._target(*redact_arguments(args), **redact_arguments(kwargs)))
+
+    def _log_artifact(self, local_path: str, artifact_path: Optional[str] = None, **kwargs: Any) -> Any:
+        """A text file's redacted text, under the file's name (``log_text``); other files as they are."""
+        path = Path(local_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            return self._target.log_artifact(local_path, redact_arguments(artifact_path), **kwargs)
+        name = path.name if artifact_path is None else f"{artifact_path.rstrip('/')}/{path.name}"
+        return self.log_text(text, name, **kwargs)
+
+
+def _wrap_client(value: Any) -> Any:
+    """A client that a call made comes back wrapped: its own calls are redacted too."""
+    return Redacted(value) if type(value).__name__ == "MlflowClient" else value
+
+
+def mlflow_api() -> Any:
+    """MLflow's fluent API (``mlflow``), every call's arguments redacted: how stages log."""
+    import mlflow
+
+    return Redacted(mlflow)
+
+
+def client() -> Any:
+    """An MLflow client of the current tracking URI, every call's arguments redacted."""
+    import mlflow
+
+    return Redacted(mlflow.MlflowClient())
+
+
 class TrackingServerDown(UserError):
     """``MLFLOW_TRACKING_URI`` names a server that does not answer; the message shows no password."""
-
-
-def shown_uri(uri: str) -> str:
-    """``uri`` with the password of its ``user:password@`` part replaced by ``***``."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    return parts._replace(netloc=f"{parts.username}:***@{parts.netloc.rsplit('@', 1)[1]}").geturl()
 
 
 def check_server(uri: str, timeout: float = 10.0) -> None:
     """Fail at once, naming the variable, when the tracking server does not answer: MLflow's own
     client would retry for minutes and then print a traceback that may hold the URI."""
+    import http.client
     import urllib.error
     import urllib.request
     from urllib.parse import urlsplit
 
     parts = urlsplit(uri)
+    password = redaction.password_in_url(uri)
+    if password is not None and parts.password != password:
+        # "/", "?", "#" or "@" end a URL's user part: MLflow's client would call another host
+        raise TrackingServerDown(
+            f"MLFLOW_TRACKING_URI={redaction.redact(uri)}: its password holds a character that a URL's "
+            f"user part must percent-encode (/ as %2F, @ as %40, ? as %3F, # as %23)")
     probe = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1], path=parts.path.rstrip("/") + "/health")
     try:
         with urllib.request.urlopen(probe.geturl(), timeout=timeout):
             return
     except urllib.error.HTTPError:
         return  # it answers (behind a login, say): MLflow's own calls say the rest
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", None) or error
+    except (OSError, ValueError, http.client.HTTPException) as error:
+        reason = redaction.redact(str(getattr(error, "reason", None) or error))
         raise TrackingServerDown(
-            f"MLFLOW_TRACKING_URI={shown_uri(uri)}: no MLflow server answers there ({reason}); start it "
+            f"MLFLOW_TRACKING_URI={redaction.redact(uri)}: no MLflow server answers there ({reason}); start it "
             f"(README: Working as a team) or unset MLFLOW_TRACKING_URI to track into the workspace's mlflow.db"
         ) from None
 
@@ -119,9 +209,9 @@ def open_client() -> Any:
     if is_server(uri):
         check_server(uri)
     mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient()
-    client.search_experiments(max_results=1)  # opens the store: creates or upgrades its tables
-    return client
+    opened = client()
+    opened.search_experiments(max_results=1)  # opens the store: creates or upgrades its tables
+    return opened
 
 
 class ForeignStore(UserError):
@@ -268,12 +358,19 @@ def describe_changes(changes: dict[str, Any], all_keys: Any = ()) -> str:
     return " ".join(words)
 
 
+# The sections whose changes name a run: what the experiment is. Others (tune.storage, the
+# evaluation's settings) say how it ran, and a connection setting has no place in a name.
+NAMED_SECTIONS = ("model", "train", "data", "features", "backtest")
+
+
 def execution_name(params_file: str | Path = "params.yaml") -> str:
-    """The name of this execution's runs: what changed, then the DVC experiment's name
-    (``hidden_units=16 [woozy-dado]``), or the commit (``main@c04d04b``) when nothing changed."""
+    """The name of this execution's runs: which :data:`NAMED_SECTIONS` keys changed, then the DVC
+    experiment's name (``hidden_units=16 [woozy-dado]``), or the commit (``main@c04d04b``) when
+    none changed."""
     import yaml
 
-    changes = changed_params(params_file)
+    changes = {key: value for key, value in changed_params(params_file).items()
+               if key.split(".")[0] in NAMED_SECTIONS}
     try:
         all_keys = _flat(yaml.safe_load(Path(params_file).read_text()) or {})
     except (OSError, yaml.YAMLError):
@@ -407,8 +504,8 @@ def ensure_experiment(client: Any, name: str) -> str:
 
 def execution_params(params: Any) -> dict[str, object]:
     """Every param, resolved (``model.hidden_units`` 32 where params.yaml says null), for the
-    execution's run; but ``tune.storage``, which may hold a password: the tune stage adds it masked."""
-    return {key: value for key, value in params.as_flat_dict().items() if key != "tune.storage"}
+    execution's run."""
+    return params.as_flat_dict()
 
 
 def model_name(params: Any) -> str:
@@ -440,17 +537,16 @@ class StageRun:
         A param the execution's run already has with another value (a stage run again by hand
         with ``NEXTCLOSE_EXECUTION_ID`` after editing params) keeps its first value, with a note.
         """
-        import mlflow
         from mlflow.entities import Metric, Param, RunTag
 
-        client = mlflow.MlflowClient()
+        mlflow_client = client()
         with store_lock():
-            experiment_id = ensure_experiment(client, PIPELINE_EXPERIMENT)
-            run = execution_run(client, self.execution, experiment_id)
+            experiment_id = ensure_experiment(mlflow_client, PIPELINE_EXPERIMENT)
+            run = execution_run(mlflow_client, self.execution, experiment_id)
             if run is None:
                 tags = {k: v for k, v in self.run.data.tags.items() if not k.startswith(("mlflow.", "worker_"))}
                 tags.pop("stage", None)
-                run = client.create_run(experiment_id, run_name=self.name, tags=tags)
+                run = mlflow_client.create_run(experiment_id, run_name=self.name, tags=tags)
         run_id = run.info.run_id
         logged = run.data.params
         clashes = sorted(k for k, v in params.items() if k in logged and logged[k] != str(v))
@@ -463,14 +559,14 @@ class StageRun:
         note = "Stage runs of this execution: " + ", ".join(
             f"[{key.split('.', 1)[1]}](#/experiments/{value.replace('/', '/runs/')})"
             for key, value in sorted(stage_runs.items()))
-        client.log_batch(
+        mlflow_client.log_batch(
             run_id,
             metrics=[Metric(key, float(value), now, 0) for key, value in metrics.items()],
             params=[Param(key, str(value)) for key, value in params.items() if key not in logged],
             tags=[RunTag(key, value) for key, value in stage_runs.items()]
             + [RunTag("mlflow.note.content", note)],
         )
-        client.set_terminated(run_id, "FINISHED")
+        mlflow_client.set_terminated(run_id, "FINISHED")
         return run_id
 
 
@@ -495,17 +591,16 @@ def stage_run(stage: str, run_name: Optional[str] = None,
     One experiment per stage kind keeps the UI's compare view meaningful: every
     run in it has the same params and metrics as columns.
     """
-    import mlflow
-
+    fluent = mlflow_api()
     name = f"{EXPERIMENT_PREFIX}-{stage}"
     with store_lock():
-        client = open_client()
-        for note in mark_dead_runs(client):
+        opened = open_client()
+        for note in mark_dead_runs(opened):
             print(f"note: {note}")
-        ensure_experiment(client, name)
-    mlflow.set_experiment(name)
+        ensure_experiment(opened, name)
+    fluent.set_experiment(name)
     execution = execution_name(params_file)
-    with mlflow.start_run(run_name=run_name or execution, tags=run_tags(stage)) as run:
+    with fluent.start_run(run_name=run_name or execution, tags=run_tags(stage)) as run:
         yield StageRun(run, stage, execution)
 
 
@@ -562,12 +657,12 @@ def log_keras_model(
     """
     import keras
     import numpy as np
-    from mlflow.models import Model, infer_signature
+    from mlflow.models import infer_signature
 
     keras.utils.disable_interactive_logging()  # MLflow's check of the example would draw a progress bar
 
     output = np.asarray(model(input_example))
-    return Model.log(
+    return mlflow_api().models.Model.log(
         artifact_path=None,  # MLflow 3 names LoggedModels; the path argument is deprecated
         name=name,
         flavor=_KerasFlavour,

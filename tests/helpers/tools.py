@@ -58,3 +58,47 @@ def copy_repo(destination: Path, params: dict) -> Path:
     write_params(destination, params)
     commit(destination, "tiny pipeline")
     return destination
+
+
+# --- the servers of a team (scripts/services.py), for the team and redaction tests ---------------
+
+POSTGRES = os.environ.get("NEXTCLOSE_TEST_POSTGRES")
+BUCKET = "nextclose"
+
+
+def services_script(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "services.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"services.py {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    return done.stdout
+
+
+def drop_database(name: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(sqlalchemy.engine.make_url(POSTGRES), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def database_url(name: str) -> str:
+    """The URL of database ``name`` on the test's PostgreSQL server."""
+    import sqlalchemy
+
+    return sqlalchemy.engine.make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+
+
+def s3_client(services: dict):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=services["NEXTCLOSE_S3_ENDPOINT"], region_name="us-east-1",
+                        aws_access_key_id=services["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=services["AWS_SECRET_ACCESS_KEY"])
+
+
+def bucket_keys(services: dict, prefix: str) -> list[str]:
+    pages = s3_client(services).get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]

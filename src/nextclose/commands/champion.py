@@ -19,9 +19,9 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 
 def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
     """``metric`` of a model version, from its training run or its pipeline execution's run."""
-    import mlflow
-
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     try:
         train_run = client.get_run(version.run_id)
@@ -39,9 +39,9 @@ def version_figure(client: Any, version: Any, metric: str) -> Optional[float]:
 def takes_bars(name: str, version: str) -> bool:
     """Whether a version is a bars forecaster (:mod:`nextclose.served`), which ``nextclose
     predict`` and a served endpoint can use."""
-    import mlflow
+    from nextclose import served, tracking
 
-    from nextclose import served
+    mlflow = tracking.mlflow_api()
 
     try:
         return served.takes_bars(mlflow.models.get_model_info(f"models:/{name}/{version}").signature)
@@ -50,9 +50,9 @@ def takes_bars(name: str, version: str) -> bool:
 
 
 def main(kind: str, metric: str) -> None:
-    import mlflow
-
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     with tracking.store_lock():
         client = tracking.open_client()

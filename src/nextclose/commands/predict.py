@@ -66,9 +66,9 @@ def cut_at(table: pd.DataFrame, as_of: Optional[str], source: str) -> pd.DataFra
 
 
 def _registered_forecast(uri: str) -> Forecast:
-    import mlflow
+    from nextclose import served, tracking
 
-    from nextclose import served
+    mlflow = tracking.mlflow_api()
 
     try:
         info = mlflow.models.get_model_info(uri)
@@ -116,9 +116,9 @@ def _workspace_forecast() -> Forecast:
 
 def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecast]:
     """The model to use: its URI (a registry version pinned), its registered version, and its forecast."""
-    import mlflow
-
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     with tracking.store_lock():
         client = tracking.open_client()
@@ -137,7 +137,9 @@ def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecas
 
 def _registered_version(client: Any, uri: str) -> Optional[str]:
     """The version a ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` URI names."""
-    import mlflow
+    from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     if not uri.startswith("models:/"):
         return None

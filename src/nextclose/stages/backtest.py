@@ -19,10 +19,11 @@ from nextclose.params import Params
 
 
 def main(params: Params) -> None:
-    import mlflow
     import tensorflow as tf
 
     from nextclose import tracking, training
+
+    mlflow = tracking.mlflow_api()
 
     tf.get_logger().setLevel(logging.ERROR)  # each fold traces its own functions; no news
     started = time.perf_counter()

@@ -17,7 +17,9 @@ from nextclose.params import Params
 def _link_to_training(client: Any, evaluate_run: Any, train_run: Optional[dict[str, Any]]) -> Optional[str]:
     """Link this evaluation and the run that trained ``models/`` both ways, when that run is
     known here (``models/`` pulled from a DVC remote was trained elsewhere); its model id or None."""
-    import mlflow
+    from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     if train_run is None:
         print(f"note: {layout.TRAIN_RUN_FILE} is missing (models/ was not trained in this workspace); "
@@ -44,10 +46,11 @@ def _link_to_training(client: Any, evaluate_run: Any, train_run: Optional[dict[s
 
 def main(params: Params) -> None:
     import keras
-    import mlflow
 
     from nextclose import model as _registers_tutorial_network  # noqa: F401  (load_model needs it)
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     started = time.perf_counter()
     train = layout.read_train_summary()
@@ -66,7 +69,7 @@ def main(params: Params) -> None:
     csv_text = layout.predictions_csv(result.predictions)
 
     with tracking.stage_run("evaluate") as run:
-        client = mlflow.MlflowClient()
+        client = tracking.client()
         # every param, not only evaluate's: this run's table then shows what the model was trained with
         mlflow.log_params(tracking.execution_params(params) | {"model.kind": kind})
         mlflow.log_params({f"fitted.{key}": value for key, value in result.fitted.items()})

@@ -66,10 +66,9 @@ def local_metadata(source: str, path: Optional[str], table: pd.DataFrame) -> dic
 
 
 def main(params: Params) -> None:
-    import mlflow
-    import mlflow.data.pandas_dataset
-
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     loaded = load_source(params.data)
     source = loaded.name

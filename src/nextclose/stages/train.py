@@ -65,9 +65,9 @@ class Progress:
 
 
 def main(params: Params) -> None:
-    import mlflow
-
     from nextclose import tracking
+
+    mlflow = tracking.mlflow_api()
 
     data = layout.read_training_data()
     tutorial_kind = params.model.kind == "tutorial"

@@ -43,7 +43,7 @@ def make_objective(
     params: Params, study: optuna.Study, data: TrainingData
 ) -> Callable[[optuna.Trial], float]:
     """The objective: train the trial's lstm, report val_loss for pruning, return the best."""
-    import mlflow
+    mlflow = tracking.mlflow_api()
 
     def objective(trial: optuna.Trial) -> float:
         values = studies.suggest_params(trial, params.tune)
@@ -100,7 +100,7 @@ def log_study_figures(study: optuna.Study) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import mlflow
+    mlflow = tracking.mlflow_api()
     from optuna.visualization import matplotlib as optuna_plots
 
     plots: dict[str, Callable[[optuna.Study], Any]] = {
@@ -126,7 +126,7 @@ def log_study_figures(study: optuna.Study) -> None:
 
 def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     """One tune invocation: stale trials failed, trials added, best model logged, reports written."""
-    import mlflow
+    mlflow = tracking.mlflow_api()
 
     root = tracking.workspace_root()
     location = studies.storage_location(params.tune, root)
@@ -161,10 +161,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
         study.set_metric_names([OBJECTIVE_NAME])
     study.set_user_attr("persistence_val_loss", persistence)
     with tracking.stage_run("tune") as parent:
-        # tune.storage may hold a password: MLflow (and the models logged in this run) get it masked
         tune_params = params.section_dict("tune")
-        if tune_params["tune.storage"] is not None:
-            tune_params["tune.storage"] = studies.display_location(str(tune_params["tune.storage"]))
         mlflow.log_params(tune_params)
         mlflow.log_params({"tune.n_trials_run": trials, "study": study.study_name})
         mlflow.set_tags({"optuna_study": study.study_name, "optuna_storage": shown})
@@ -211,7 +208,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
         figures = {"tune_persistence_val_loss": persistence, "tune_trials": report_json["trials_total"]}
         if best is not None:
             figures["tune_best_val_loss"] = best["value"]
-        parent.record(tracking.execution_params(params) | tune_params, figures)
+        parent.record(tracking.execution_params(params), figures)
     return report_json | study_json
 
 
