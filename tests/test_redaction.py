@@ -75,20 +75,54 @@ def test_the_environments_credentials_are_masked_in_every_spelling(monkeypatch):
     assert redaction.redact("key wJalrXUtnFEMI%2FK7MDENG%2FbPxRfiCYzEXAMPLEKEY") == "key ***"
 
 
+def test_weak_credentials_mask_urls_not_keys_dates_or_words(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:mlflow@tracking:5000")
+    monkeypatch.setenv("PGPASSWORD", "2024")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # no token: names are read by whole parts
+    monkeypatch.setenv("MYSQL_PWD", "0123456789")
+    text = 'mlflow.note.content 2024-01-02 12024.5 {"arima": false} tracking http://mlflow:mlflow@tracking:5000'
+    assert redaction.redact(text) == text.replace("mlflow:mlflow@", "mlflow:***@")
+    assert redaction.redact("pwd 0123456789, in 90123456789") == "pwd ***, in 90123456789"
+
+
+@pytest.mark.parametrize("name, credential", [
+    ("AWS_SECRET_ACCESS_KEY", True), ("AWS_ACCESS_KEY_ID", False), ("PGPASSWORD", True), ("MYSQL_PWD", True),
+    ("PWD", False), ("OLDPWD", False), ("TOKENIZERS_PARALLELISM", False), ("MLFLOW_TRACKING_TOKEN", True),
+    ("GITHUB_TOKEN", True), ("JQDATA_PASSWORD", True), ("OPENAI_API_KEY", True), ("DJANGO_SECRET_KEY", True),
+    ("SSH_AUTH_SOCK", False), ("GPG_KEY", False), ("MLFLOW_TRACKING_PASSWORD", True),
+])
+def test_credential_variables_are_named_like_one(name, credential):
+    assert bool(redaction.CREDENTIAL_NAME.search(name)) == credential
+
+
+def test_a_password_in_a_url_query_is_masked_and_refused():
+    url = "postgresql://tuner@db/optuna?password=hunter2secret&sslmode=require"
+    assert redaction.redact(url) == "postgresql://tuner@db/optuna?password=***&sslmode=require"
+    assert redaction.password_in_url(url) == "hunter2secret"
+    with pytest.raises(ParamsError, match="tune.storage: holds a password"):
+        parse_params(tiny_params(tune={"storage": url}))
+
+
 def test_text_without_secrets_is_unchanged(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "tok-123456")
     text = (REPO / "reports" / "metrics.json").read_text() + (REPO / "params.yaml").read_text()
     assert redaction.redact(text) == text
 
 
-def test_redacted_output_masks_what_is_printed(capsys, monkeypatch):
+def test_redacted_streams_mask_what_is_printed_even_in_pieces(capsys, monkeypatch):
     monkeypatch.setenv("OPTUNA_STORAGE", "postgresql://tuner:pa/ss:w%40rd@db/optuna")
-    with redaction.redacted_output():
-        print("storage postgresql://tuner:pa/ss:w%40rd@db/optuna, password pa/ss:w@rd")
-        print("to stderr: pa/ss:w@rd", file=sys.stderr)
+    redaction.redact_process_output()
+    redaction.redact_process_output()  # once is enough: not wrapped twice
+    assert not isinstance(sys.stdout.stream, redaction.RedactedStream)
+    print("storage postgresql://tuner:pa/ss:w%40rd@db/optuna, password pa/ss:w@rd")
+    print("pieces: pa/ss:", "w@rd", sep="")  # a secret written in two writes
+    print("to stderr: pa/ss:w@rd", file=sys.stderr)
+    print("a progress line pa/ss:w@rd", end="\r", flush=True)
     captured = capsys.readouterr()
-    assert captured.out == "storage postgresql://tuner:***@db/optuna, password ***\n"
+    assert captured.out == "storage postgresql://tuner:***@db/optuna, password ***\npieces: ***\na progress line ***\r"
     assert captured.err == "to stderr: ***\n"
+    with pytest.raises(AttributeError):
+        _ = sys.stdout.buffer
 
 
 def test_the_command_prints_through_the_redaction(capsys, tmp_path, monkeypatch):
@@ -217,6 +251,30 @@ def test_every_kind_of_string_sent_to_mlflow_is_redacted(tmp_path, monkeypatch):
     assert tokens[0].encode() in _every_byte(tmp_path / "mlflow.db")
 
 
+def test_only_what_nextclose_uses_is_reachable_through_the_boundary(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = tracking.open_client()
+    for name in ("log_artifacts", "autolog", "log_table", "_tracking_client", "_target_"):
+        with pytest.raises(AttributeError, match="not reachable"):
+            getattr(tracking.mlflow_api() if name != "_tracking_client" else client, name)
+    with pytest.raises(AttributeError, match="not reachable"):
+        _ = tracking.mlflow_api().models.Model.load
+
+
+def test_a_clients_log_artifact_logs_the_redacted_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = tracking.open_client()
+    experiment = client.create_experiment("files", artifact_location=(tmp_path / "mlartifacts").as_uri())
+    run = client.create_run(experiment)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("storage postgresql://u:hunter2secret@db/x\n")
+    client.log_artifact(run.info.run_id, str(notes), "texts")
+    assert (tmp_path / "mlartifacts" / run.info.run_id / "artifacts" / "texts" / "notes.txt").read_text() == (
+        "storage postgresql://u:***@db/x\n")
+    with pytest.raises(ValueError, match="log each file"):
+        client.log_artifact(run.info.run_id, str(tmp_path))
+
+
 def test_a_client_made_through_the_boundary_redacts_too(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     tracking.open_client()
@@ -238,7 +296,16 @@ IMPORTABLE = {"PythonModel", "infer_signature"}
 # wrapper only), saving a model folder that a redacted call logs, building entities (redacted
 # when sent), the signature.
 RAW_CALLS = {"set_tracking_uri", "MlflowClient", "save_model", "Metric", "Param", "RunTag", "infer_signature"}
-WRITERS = {"write_text", "write_bytes"}
+# Calls that write a file or a stream by themselves (the last name of the call).
+FILE_WRITERS = {"write_text", "write_bytes", "to_json", "to_parquet", "to_pickle", "to_excel", "savetxt",
+                "fdopen", "FileHandler", "StreamHandler", "basicConfig", "ZipFile", "TarFile"}
+COPIERS = {"copy", "copy2", "copyfile", "copytree", "move"}  # shutil's
+# Writers that hold no text of ours, by file: why each is safe.
+BINARY_WRITERS = {
+    ("layout.py", "ZipFile"): "arrays (.npz) and Keras's own archive (weights, layer names)",
+    ("served.py", "copytree"): "nextclose's own source, which the served model carries",
+}
+WRITE_MODES = set("wax+")
 
 
 def _chain(node: ast.AST) -> list[str]:
@@ -248,6 +315,21 @@ def _chain(node: ast.AST) -> list[str]:
         names.append(node.attr)
         node = node.value
     return [node.id, *reversed(names)] if isinstance(node, ast.Name) else []
+
+
+def _last_name(node: ast.AST) -> str:
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
+
+
+def _mode(node: ast.Call, position: int) -> ast.AST | None:
+    given = [*node.args[position:position + 1], *(k.value for k in node.keywords if k.arg == "mode")]
+    return given[0] if given else None
+
+
+def _writes(mode: ast.AST | None) -> bool:
+    """Whether a file mode may write: any mode that is not a constant read mode."""
+    return mode is not None and not (isinstance(mode, ast.Constant) and isinstance(mode.value, str)
+                                     and not set(mode.value) & WRITE_MODES)
 
 
 def routes_around_the_boundary(source: str, filename: str) -> list[str]:
@@ -260,37 +342,51 @@ def routes_around_the_boundary(source: str, filename: str) -> list[str]:
         where = f"{filename}:{getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] == "mlflow" and filename != BOUNDARY:
-                    found.append(f"{where}: import {alias.name} (use tracking.mlflow_api() or tracking.client())")
+                if alias.name.split(".")[0] == "mlflow":
+                    mlflow_names.add(alias.asname or "mlflow")
+                    if filename != BOUNDARY:
+                        found.append(f"{where}: import {alias.name} (use tracking.mlflow_api() or tracking.client())")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlflow":
             for alias in node.names:
                 mlflow_names.add(alias.asname or alias.name)
                 if filename != BOUNDARY and alias.name not in IMPORTABLE:
                     found.append(f"{where}: from {node.module} import {alias.name}")
-        elif isinstance(node, ast.Attribute) and node.attr in ("_target", "stream") and filename not in (
-                BOUNDARY, "redaction.py"):
+        elif isinstance(node, ast.Attribute) and node.attr in ("_target", "stream", "_tracking_client") and (
+                filename not in (BOUNDARY, "redaction.py")):
             found.append(f"{where}: .{node.attr}: the unredacted object inside a redacting wrapper")
-        elif isinstance(node, ast.Attribute) and node.attr in ("__stdout__", "__stderr__"):
+        elif isinstance(node, ast.Attribute) and (node.attr in ("__stdout__", "__stderr__") or (
+                node.attr == "buffer" and _chain(node.value) in (["sys", "stdout"], ["sys", "stderr"]))):
             found.append(f"{where}: sys.{node.attr} is not redacted")
         elif isinstance(node, ast.Call):
-            chain = _chain(node.func)
+            chain, name = _chain(node.func), _last_name(node.func)
+            constant_args = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+            if name in ("import_module", "__import__") and any(a.split(".")[0] == "mlflow" for a in constant_args):
+                found.append(f"{where}: {name}('mlflow...') goes around the boundary")
             if filename == BOUNDARY and chain and chain[0] in mlflow_names:
                 wrapped = isinstance(parents.get(node), ast.Call) and _chain(parents[node].func) == ["Redacted"]
                 if chain[-1] not in RAW_CALLS or (chain[-1] == "MlflowClient" and not wrapped):
                     found.append(f"{where}: {'.'.join(chain)}(...) sends without redaction")
-            receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+            if name == "print" and any(k.arg == "file" and _chain(k.value) not in (["sys", "stdout"], ["sys", "stderr"])
+                                       for k in node.keywords):
+                found.append(f"{where}: print(file=...) into something other than sys.stdout or sys.stderr")
             if filename == FILES_BOUNDARY:
                 continue
-            if receiver is not None and node.func.attr in WRITERS and _chain(receiver) not in (["commit"], ["atomic"]):
-                found.append(f"{where}: .{node.func.attr}(...) writes a file without atomic.write_new")
-            if chain and chain[-1] == "to_csv" and (node.args or any(k.arg == "path_or_buf" for k in node.keywords)):
+            receiver = _chain(node.func.value) if isinstance(node.func, ast.Attribute) else None
+            if (name in FILE_WRITERS or (name in COPIERS and chain[:1] == ["shutil"])) and receiver not in (
+                    ["commit"], ["atomic"]) and (filename, name) not in BINARY_WRITERS:
+                if name not in ("ZipFile", "TarFile") or _writes(_mode(node, 1)):
+                    found.append(f"{where}: {name}(...) writes a file without atomic.write_new")
+            if name == "to_csv" and (node.args or any(k.arg == "path_or_buf" for k in node.keywords)):
                 found.append(f"{where}: to_csv into a file (to_csv() to a string, then atomic.write_new)")
-            if chain in (["json", "dump"], ["yaml", "dump"], ["yaml", "safe_dump"]) and len(node.args) > 1:
+            if chain in (["json", "dump"], ["yaml", "dump"], ["yaml", "safe_dump"]) and (
+                    len(node.args) > 1 or any(k.arg in ("fp", "stream") for k in node.keywords)):
                 found.append(f"{where}: {'.'.join(chain)} into a stream")
-            if chain == ["open"] and any(isinstance(a, ast.Constant) and isinstance(a.value, str)
-                                         and set(a.value) & set("wax") for a in [*node.args[1:2],
-                                         *(k.value for k in node.keywords if k.arg == "mode")]):
-                found.append(f"{where}: open(..., write mode)")
+            if chain in (["np", "save"], ["np", "savez"], ["numpy", "save"]):
+                found.append(f"{where}: {'.'.join(chain)} writes a file (layout.save_npz)")
+            if (chain in (["open"], ["io", "open"], ["os", "open"]) and _writes(_mode(node, 1))) or (
+                    name == "open" and chain not in (["open"], ["io", "open"], ["os", "open"])
+                    and _writes(_mode(node, 0))):
+                found.append(f"{where}: open(...) for writing")
             if chain == ["os", "write"] and filename != "cli.py":
                 found.append(f"{where}: os.write bypasses the redacted streams")
     return found
@@ -316,17 +412,35 @@ def test_nothing_in_nextclose_sends_writes_or_prints_around_the_redaction():
     ("json.dump(value, handle)", "layout.py"),
     ("with open(path, 'w') as handle: pass", "layout.py"),
     ("sys.__stderr__.write(url)", "cli.py"),
+    ("import importlib\nimportlib.import_module('mlflow').set_tag('k', url)", "stages/train.py"),
+    ("__import__('mlflow.tracking')", "stages/train.py"),
+    ("import mlflow as m\nm.set_tag('k', url)", BOUNDARY),
+    ("client._tracking_client.set_tag('r', 'k', url)", "commands/champion.py"),
+    ("with path.open('w') as handle: pass", "layout.py"),
+    ("with open(path, mode) as handle: pass", "layout.py"),
+    ("io.open(path, 'a')", "layout.py"),
+    ("os.fdopen(descriptor, 'w')", "layout.py"),
+    ("json.dump(value, fp=handle)", "layout.py"),
+    ("yaml.safe_dump(value, stream=handle)", "layout.py"),
+    ("print(url, file=handle)", "stages/train.py"),
+    ("frame.to_json(path)", "layout.py"),
+    ("np.savetxt(path, values)", "layout.py"),
+    ("zipfile.ZipFile(path, 'w')", "served.py"),
+    ("shutil.copy(source, target)", "layout.py"),
+    ("logging.FileHandler(path)", "stages/tune.py"),
+    ("logging.StreamHandler(sys.stderr)", "stages/tune.py"),
+    ("sys.stdout.buffer.write(data)", "commands/predict.py"),
 ])
 def test_the_scan_finds_each_route_around_the_boundary(source, filename):
     assert routes_around_the_boundary(source, filename), source
 
 
-def test_the_command_runs_inside_the_redacted_output():
+def test_the_command_redacts_its_output_before_anything_else():
     main = next(node for node in ast.parse((SRC / "cli.py").read_text()).body
                 if isinstance(node, ast.FunctionDef) and node.name == "main")
-    (statement,) = [node for node in main.body if not isinstance(node, ast.Expr)]
-    assert isinstance(statement, ast.With)
-    assert _chain(statement.items[0].context_expr.func) == ["redaction", "redacted_output"]
+    first = next(node for node in main.body
+                 if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)))
+    assert isinstance(first, ast.Expr) and _chain(first.value.func) == ["redaction", "redact_process_output"]
 
 
 # --- the whole pipeline, every byte it leaves searched ------------------------------------------------

@@ -129,10 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    # What the command prints (its messages, errors, tracebacks, MLflow's and Optuna's logging)
-    # is redacted: a password in OPTUNA_STORAGE or MLFLOW_TRACKING_URI never reaches a log.
-    with redaction.redacted_output():
-        return run_command(argv)
+    # What the process prints from here on (its messages, errors, tracebacks, MLflow's and
+    # Optuna's logging, exit handlers) is redacted: a password in OPTUNA_STORAGE or
+    # MLFLOW_TRACKING_URI never reaches a log.
+    redaction.redact_process_output()
+    return run_command(argv)
 
 
 def run_command(argv: Optional[Sequence[str]] = None) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -83,22 +84,48 @@ def store_lock() -> Iterator[None]:
 # MLflow's entities that carry a key and a text value (log_batch's params and tags, the registry's
 # and logged models' tags): rebuilt with the value redacted.
 _KEYED_ENTITIES = ("Param", "RunTag", "ExperimentTag", "ModelVersionTag", "RegisteredModelTag",
-                   "LoggedModelTag", "LoggedModelParameter")
+                   "LoggedModelTag", "LoggedModelParameter", "InputTag")
 
 
 def redact_arguments(value: Any) -> Any:
-    """``value`` with every string in it redacted: strings, the keys and values of mappings, the
-    items of lists and tuples, and MLflow's key-value entities. Anything else (numbers, arrays,
-    frames, figures, models) is passed as it is."""
+    """``value`` with every string in it redacted: strings, paths, the keys and values of
+    mappings, the items of lists, tuples and sets, MLflow's key-value entities, and a dataclass
+    (MLflow would log its text). Anything else (numbers, arrays, frames, figures, models) is
+    passed as it is."""
     if isinstance(value, str):
         return redaction.redact(value)
+    if isinstance(value, Path):
+        return type(value)(redaction.redact(str(value)))
     if isinstance(value, dict):
         return {redact_arguments(key): redact_arguments(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+    if isinstance(value, (list, tuple, set, frozenset)) and not hasattr(value, "_fields"):
         return type(value)(redact_arguments(item) for item in value)
     if type(value).__name__ in _KEYED_ENTITIES and type(value).__module__.startswith("mlflow.entities"):
         return type(value)(redact_arguments(value.key), redact_arguments(value.value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return redaction.redact(str(value))
     return value
+
+
+# What nextclose reaches through :class:`Redacted`: MLflow's modules, classes and functions it
+# uses, by name. Anything else is refused (``log_artifacts`` would upload a folder unread,
+# ``autolog`` log on its own): a new use is added here, where its arguments are known to be
+# redacted, not reached by accident.
+REACHABLE = frozenset({
+    # modules and classes
+    "data", "pandas_dataset", "models", "Model", "pyfunc", "exceptions", "MlflowException", "tracking",
+    "MlflowClient",
+    # the fluent API
+    "set_experiment", "start_run", "end_run", "active_run", "log_param", "log_params", "log_metric",
+    "log_metrics", "set_tag", "set_tags", "log_dict", "log_text", "log_artifact", "log_figure", "log_input",
+    "from_pandas", "log", "log_model", "load_model", "get_model_info", "initialize_logged_model",
+    # a client's
+    "search_experiments", "get_experiment_by_name", "create_experiment", "set_experiment_tag", "search_runs",
+    "get_run", "create_run", "log_batch", "set_terminated", "search_model_versions", "set_model_version_tag",
+    "get_model_version_by_alias", "set_registered_model_alias", "get_logged_model", "set_logged_model_tags",
+    "create_registered_model", "set_registered_model_tag", "update_registered_model", "list_artifacts",
+    "get_latest_versions", "get_registered_model",
+})
 
 
 class Redacted:
@@ -106,15 +133,19 @@ class Redacted:
     arguments through :func:`redact_arguments`: run names, tags, params, descriptions, notes,
     logged models' names, params and tags, registry tags, and the text and JSON artifacts.
 
-    Modules and classes reached from it are wrapped too (``mlflow.pyfunc.log_model``,
-    ``Model.log``), and so is a client it makes; exception classes are not (``except`` needs the
-    class). A file logged with ``log_artifact`` is logged as its redacted text when it is text.
+    Only the names in :data:`REACHABLE` can be reached. Modules and classes reached from it are
+    wrapped too (``mlflow.pyfunc.log_model``, ``Model.log``), and so is a client it makes;
+    exception classes are not (``except`` needs the class). A text file logged with
+    ``log_artifact`` is logged as its redacted text.
     """
 
     def __init__(self, target: Any):
         self._target = target
 
     def __getattr__(self, name: str) -> Any:
+        if name not in REACHABLE:
+            raise AttributeError(f"{name}: not reachable through nextclose's redaction boundary "
+                                 f"(tracking.REACHABLE lists what is)")
         try:
             attribute = getattr(self._target, name)
         except AttributeError:
@@ -138,15 +169,22 @@ class Redacted:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return _wrap_client(self._target(*redact_arguments(args), **redact_arguments(kwargs)))
 
-    def _log_artifact(self, local_path: str, artifact_path: Optional[str] = None, **kwargs: Any) -> Any:
-        """A text file's redacted text, under the file's name (``log_text``); other files as they are."""
+    def _log_artifact(self, *args: Any, **kwargs: Any) -> Any:
+        """A text file's redacted text, under the file's name (``log_text``); a file that is not
+        text as it is. A client's takes the run id first, the fluent API's does not."""
+        run = () if isinstance(self._target, types.ModuleType) else args[:1]
+        local_path, artifact_path = (list(args[len(run):]) + [None, None])[:2]
+        local_path = kwargs.pop("local_path", local_path)
+        artifact_path = kwargs.pop("artifact_path", artifact_path)
         path = Path(local_path)
+        if path.is_dir():
+            raise ValueError(f"{path}: log each file of a folder, so that each is read and redacted")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            return self._target.log_artifact(local_path, redact_arguments(artifact_path), **kwargs)
+            return self._target.log_artifact(*run, local_path, redact_arguments(artifact_path), **kwargs)
         name = path.name if artifact_path is None else f"{artifact_path.rstrip('/')}/{path.name}"
-        return self.log_text(text, name, **kwargs)
+        return self.log_text(*run, text, name, **kwargs)
 
 
 def _wrap_client(value: Any) -> Any:
