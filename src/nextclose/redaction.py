@@ -32,6 +32,7 @@ from urllib.parse import quote, quote_plus, unquote
 
 MASK = "***"
 SHORTEST_SECRET = 8
+SHORTEST_NAMED_SECRET = 4  # a secret a caller names (``also``): known to be one, in a short message
 
 # scheme://user:password@: the password may hold "/" and ":" (SQLAlchemy reads it to the first "@";
 # an "@" in it should be percent-encoded, but one that is not is masked too: this takes it to the
@@ -77,19 +78,22 @@ def environment_secrets(environ: Optional[Mapping[str, str]] = None) -> set[str]
     return secrets
 
 
-def spellings(secret: str) -> set[str]:
+def spellings(secret: str, shortest: int = SHORTEST_SECRET) -> set[str]:
     """The ways ``secret`` may be written: raw, percent-decoded, percent-encoded (in full and as a
-    URL's userinfo keeps "/" and ":"), form-encoded and JSON-escaped."""
+    URL's userinfo keeps "/" and ":"), form-encoded and JSON-escaped; those of ``shortest``
+    characters or more."""
     forms = {secret, unquote(secret)}
     for form in list(forms):
         forms.update({quote(form, safe=""), quote(form, safe="/:"), quote_plus(form), json.dumps(form)[1:-1]})
-    return {form for form in forms if len(form) >= SHORTEST_SECRET}
+    return {form for form in forms if len(form) >= shortest}
 
 
 @functools.lru_cache(maxsize=16)
-def _secrets_pattern(secrets: frozenset[str]) -> Optional[re.Pattern[str]]:
-    """One pattern of every spelling of ``secrets``, longest first, each standing alone."""
-    forms = sorted({form for secret in secrets for form in spellings(secret)}, key=len, reverse=True)
+def _secrets_pattern(secrets: frozenset[str], named: frozenset[str]) -> Optional[re.Pattern[str]]:
+    """One pattern of every spelling of ``secrets`` and ``named``, longest first, each standing alone."""
+    every = {form for secret in secrets for form in spellings(secret)}
+    every |= {form for secret in named for form in spellings(secret, SHORTEST_NAMED_SECRET)}
+    forms = sorted(every, key=len, reverse=True)
     if not forms:
         return None
     return re.compile(r"(?<![A-Za-z0-9])(?:" + "|".join(map(re.escape, forms)) + r")(?![A-Za-z0-9])")
@@ -114,7 +118,7 @@ def redact(text: str, also: Iterable[str] = ()) -> str:
         return text
     text = URL_CREDENTIALS.sub(lambda match: f"{match['head']}{MASK}@", text)
     text = QUERY_CREDENTIALS.sub(lambda match: f"{match['head']}{MASK}", text)
-    pattern = _secrets_pattern(_environment_secrets() | frozenset(also))
+    pattern = _secrets_pattern(_environment_secrets(), frozenset(also))
     return text if pattern is None else pattern.sub(MASK, text)
 
 
