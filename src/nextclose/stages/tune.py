@@ -100,8 +100,9 @@ def log_study_figures(study: optuna.Study) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    mlflow = tracking.mlflow_api()
     from optuna.visualization import matplotlib as optuna_plots
+
+    mlflow = tracking.mlflow_api()
 
     plots: dict[str, Callable[[optuna.Study], Any]] = {
         "optimization_history.png": optuna_plots.plot_optimization_history,
