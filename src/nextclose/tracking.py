@@ -123,8 +123,7 @@ REACHABLE = frozenset({
     "search_experiments", "get_experiment_by_name", "create_experiment", "set_experiment_tag", "search_runs",
     "get_run", "create_run", "log_batch", "set_terminated", "search_model_versions", "set_model_version_tag",
     "get_model_version_by_alias", "set_registered_model_alias", "get_logged_model", "set_logged_model_tags",
-    "create_registered_model", "set_registered_model_tag", "update_registered_model", "list_artifacts",
-    "get_latest_versions", "get_registered_model",
+    "create_registered_model", "set_registered_model_tag", "update_registered_model",
 })
 
 
