@@ -143,3 +143,18 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
     (tmp_path / "params.yaml").write_text(text)
     with pytest.raises(ParamsError, match=r"params.yaml: line 5: key 'seed' is given twice \(first on line 4\)"):
         load_params(tmp_path / "params.yaml")
+
+
+def test_panel_csv_source_needs_a_path(tmp_path):
+    raw = tiny_params(data={"source": "panel_csv", "path": None})
+    with pytest.raises(ParamsError, match="data.path: required when data.source is csv or panel_csv"):
+        load_params(write_params(tmp_path, raw))
+
+
+def test_panel_sources_and_a_symbol_column_are_accepted(tmp_path):
+    shipped = load_params(write_params(tmp_path, tiny_params(data={"source": "sp500", "path": None})))
+    assert shipped.data.source == "sp500"
+    raw = tiny_params(data={"source": "panel_csv", "path": "stocks.csv", "columns": {"symbol": "Ticker"}})
+    panel = load_params(write_params(tmp_path, raw))
+    assert (panel.data.source, panel.data.path, panel.data.columns) == ("panel_csv", "stocks.csv",
+                                                                        {"symbol": "Ticker"})

@@ -102,19 +102,7 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
     (``date``, ``open``, ...) to header names and overrides detection.
     """
     source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{source}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{source}: is a directory, not a CSV file (check data.path)") from None
-    except OSError as error:
-        raise DataError(f"{source}: cannot be read: {error.strerror}") from None
-    text, encoding = _decode(raw, source)
-    try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
-        raise DataError(f"{source}: not a readable CSV file ({encoding}): {error}") from None
+    frame = read_text_frame(path)
     headers = list(frame.columns)
     mapping = _detect_columns(headers, columns)
     if "date" not in mapping and headers and (
@@ -136,9 +124,7 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
     for field in PRICE_COLUMNS + ("volume",):
         if field not in mapping:
             continue
-        cells = frame[mapping[field]].astype("string").str.strip().str.replace(",", "", regex=False)
-        values = pd.to_numeric(cells.replace("", pd.NA), errors="coerce").astype(float)
-        garbled = values.isna() & (cells != "")
+        values, garbled = parse_numbers(frame[mapping[field]])
         if garbled.any():
             position = int(np.flatnonzero(garbled.to_numpy())[0])
             raise DataError(
@@ -147,6 +133,31 @@ def read_csv_bars(path: str | Path, columns: Optional[Mapping[str, str]] = None)
             )
         table[field] = values
     return table
+
+
+def read_text_frame(path: str | Path, header: Optional[int] = 0) -> pd.DataFrame:
+    """Every cell of a CSV file as a string (empty cells as ""); errors name the file."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{source}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{source}: is a directory, not a CSV file (check data.path)") from None
+    except OSError as error:
+        raise DataError(f"{source}: cannot be read: {error.strerror}") from None
+    text, encoding = _decode(raw, source)
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, header=header)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{source}: not a readable CSV file ({encoding}): {error}") from None
+
+
+def parse_numbers(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """The cells as floats (empty: NaN; "1,234.5": 1234.5) and which cells are not numbers."""
+    cells = raw.astype("string").str.strip().str.replace(",", "", regex=False)
+    values = pd.to_numeric(cells.replace("", pd.NA), errors="coerce").astype(float)
+    return values, values.isna() & (cells != "")
 
 
 # Tried in this order when a file is not UTF-8: UTF-16 only with its byte-order mark;

@@ -34,7 +34,7 @@ class BaseParams:
 
 @dataclasses.dataclass(frozen=True)
 class DataParams:
-    source: Literal["msft", "csv", "jqdata", "akshare", "baostock"]
+    source: Literal["msft", "csv", "sp500", "panel_csv", "jqdata", "akshare", "baostock"]
     path: Optional[str]
     symbol: str
     start: Optional[str]
@@ -290,15 +290,15 @@ def _check_ranges(params: Params, file: str) -> None:
         _iso_date(getattr(params.data, key), f"data.{key}", file)
     if params.data.start and params.data.end and params.data.start > params.data.end:
         fail("data.end", f"{params.data.end} is before data.start {params.data.start}")
-    if params.data.source == "csv" and not params.data.path:
-        fail("data.path", "required when data.source is csv")
+    if params.data.source in ("csv", "panel_csv") and not params.data.path:
+        fail("data.path", "required when data.source is csv or panel_csv")
     if params.data.source in ("jqdata", "akshare", "baostock"):
         try:
             symbols.parse_symbol(params.data.symbol)
         except symbols.SymbolError as error:
             fail("data.symbol", str(error))
     if params.data.columns is not None:
-        allowed = {"date", "open", "high", "low", "close", "volume"}
+        allowed = {"date", "symbol", "open", "high", "low", "close", "volume"}  # symbol: panel_csv
         bad = sorted(set(params.data.columns) - allowed)
         if bad:
             fail(f"data.columns.{bad[0]}", f"unknown field (known: {', '.join(sorted(allowed))})")

@@ -14,7 +14,7 @@ from typing import Optional
 
 import pandas as pd
 
-from nextclose import atomic, bars, layout, preparation
+from nextclose import atomic, bars, layout, panels, preparation
 from nextclose.params import DataParams, Params
 
 
@@ -26,6 +26,10 @@ class Source:
     name: str  # for messages and MLflow
     metadata: dict[str, object]  # data/raw/raw.json
     reused: bool = False  # network sources: read back from data/raw instead of fetched
+
+
+# Sources read from a package or a file: nothing fetched, nothing reused.
+OFFLINE_SOURCES = ("msft", "csv", "sp500", "panel_csv")
 
 
 def load_source(data: DataParams) -> Source:
@@ -41,6 +45,13 @@ def load_source(data: DataParams) -> Source:
         assert data.path is not None  # the params check guarantees it
         table = bars.read_csv_bars(data.path, data.columns)
         return Source(table, data.path, local_metadata("csv", data.path, table))
+    if data.source == "sp500":
+        table = panels.load_sp500()
+        return Source(table, "skfolio.datasets.load_sp500_dataset", local_metadata("sp500", None, table))
+    if data.source == "panel_csv":
+        assert data.path is not None  # the params check guarantees it
+        table = panels.read_panel_csv(data.path, data.columns)
+        return Source(table, data.path, local_metadata("panel_csv", data.path, table))
     from nextclose import sources
 
     earlier = layout.read_raw()
@@ -55,14 +66,22 @@ def load_source(data: DataParams) -> Source:
 
 
 def local_metadata(source: str, path: Optional[str], table: pd.DataFrame) -> dict[str, object]:
-    return {
+    """raw.json of an offline source; a panel (a symbol column) adds its count of symbols."""
+    if "symbol" in table:  # sorted by symbol: its first and last days are the extremes
+        first, last = (table["date"].min(), table["date"].max()) if len(table) else (None, None)
+    else:
+        first, last = (table["date"].iloc[0], table["date"].iloc[-1]) if len(table) else (None, None)
+    metadata: dict[str, object] = {
         "source": source,
         "path": path,
         "rows": int(len(table)),
-        "first_date": table["date"].iloc[0].strftime("%Y-%m-%d") if len(table) else None,
-        "last_date": table["date"].iloc[-1].strftime("%Y-%m-%d") if len(table) else None,
-        "bars_sha256": bars.bars_hash(table),
+        "first_date": first.strftime("%Y-%m-%d") if first is not None else None,
+        "last_date": last.strftime("%Y-%m-%d") if last is not None else None,
+        "bars_sha256": panels.panel_hash(table) if "symbol" in table else bars.bars_hash(table),
     }
+    if "symbol" in table:
+        metadata["symbols"] = int(table["symbol"].nunique())
+    return metadata
 
 
 def main(params: Params) -> None:
@@ -74,7 +93,7 @@ def main(params: Params) -> None:
     source = loaded.name
     prepared = preparation.prepare(loaded.table, source, params.data, params.split, params.features)
     summary = prepared.summary()
-    if params.data.source not in ("msft", "csv"):
+    if params.data.source not in OFFLINE_SOURCES:
         how = "reused" if loaded.reused else "fetched"
         print(f"{how} {params.data.source} {params.data.symbol} bars "
               f"(fetched at {loaded.metadata['fetched_at']}; {layout.RAW_DIR / 'raw.json'})")
