@@ -168,6 +168,14 @@ def test_evaluate_stage_end_to_end(workspace):
         assert scores["rmse_ratio_persistence"] == pytest.approx(rmse / persistence_rmse, rel=1e-9), name
     assert report["baselines"]["persistence"]["rmse_ratio_persistence"] == 1.0
 
+    # A single series is a panel of one: panel_predictions.csv holds the same forecasts.
+    panel = pd.read_csv("reports/panel_predictions.csv")
+    assert list(panel.columns) == ["date", "symbol", "actual", "model", "persistence", "lower", "upper"]
+    assert set(panel["symbol"]) == {prepared["source"]}
+    for column in ("date", "actual", "model", "persistence", "lower", "upper"):
+        assert panel[column].tolist() == predictions[column].tolist()
+    assert "panel" not in report
+
     # The CSV holds the forecasts that were scored, on the test days only.
     test_rows = bars[bars["split"] == "test"]
     assert list(predictions.columns) == ["date", "actual", *FORECASTERS, "lower", "upper"]

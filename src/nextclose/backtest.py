@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from nextclose import evaluation, features, metrics, significance
+from nextclose import evaluation, features, metrics, panel_evaluation, significance
 from nextclose.errors import DataError
 from nextclose.params import BacktestParams, EvaluateParams
 
@@ -59,9 +59,10 @@ TrainEnsemble = Callable[[features.Windows, features.Windows, features.Normalisa
 
 
 def concatenate(parts: list[features.Windows]) -> features.Windows:
-    return features.Windows(*(
+    kind = type(parts[0])  # a panel's windows keep their symbols
+    return kind(*(
         np.concatenate([getattr(part, field.name) for part in parts])
-        for field in dataclasses.fields(features.Windows)
+        for field in dataclasses.fields(kind)
     ))
 
 
@@ -71,7 +72,7 @@ def all_samples(splits: dict[str, features.Windows]) -> features.Windows:
 
 
 def take(samples: features.Windows, index: np.ndarray) -> features.Windows:
-    return features.Windows(*(getattr(samples, field.name)[index] for field in dataclasses.fields(features.Windows)))
+    return features.select(samples, index)
 
 
 def plan_folds(n_samples: int, days: int, folds: int, validation_days: int) -> list[Fold]:
@@ -95,11 +96,23 @@ def plan_folds(n_samples: int, days: int, folds: int, validation_days: int) -> l
     return plan
 
 
+def plan_panel_folds(target_dates: np.ndarray, days: int, folds: int, validation_days: int) -> list[Fold]:
+    """:func:`plan_folds` for a panel's samples (ordered by date): the folds are cut in days, and
+    every symbol's samples of a day go where that day goes."""
+    unique, day = np.unique(target_dates, return_inverse=True)
+    return [Fold(fold.number, *(np.flatnonzero(np.isin(day, part)) for part in
+                                (fold.train, fold.validation, fold.forecast)))
+            for fold in plan_folds(len(unique), days, folds, validation_days)]
+
+
 def resolve_lengths(params: BacktestParams, splits: dict[str, features.Windows]) -> tuple[int, int]:
-    """``backtest.days`` and ``backtest.validation_days``, null meaning the prepared split's length."""
-    days = params.days if params.days is not None else len(splits["test"].targets)
-    validation_days = (params.validation_days if params.validation_days is not None
-                       else len(splits["validation"].targets))
+    """``backtest.days`` and ``backtest.validation_days``, null meaning the prepared split's length
+    (in days: a panel's split holds several samples a day)."""
+    def length(part: features.Windows) -> int:
+        return len(np.unique(part.target_dates)) if isinstance(part, features.PanelWindows) else len(part.targets)
+
+    days = params.days if params.days is not None else length(splits["test"])
+    validation_days = params.validation_days if params.validation_days is not None else length(splits["validation"])
     return days, validation_days
 
 
@@ -136,6 +149,45 @@ def forecast_fold(
     return FoldForecast(fold, days, ensemble, members, lower, upper, baselines, fitted)
 
 
+def forecast_panel_fold(
+    fold: Fold, samples: features.PanelWindows, bars: pd.DataFrame, feature_names: tuple[str, ...],
+    train_ensemble: TrainEnsemble, params: EvaluateParams,
+) -> FoldForecast:
+    """:func:`forecast_fold` for a panel: each symbol scaled by its own statistics on the fold's
+    past, the global model trained on all of them, the baselines refitted per symbol on its
+    closes before the fold. The forecasts are kept relative to each symbol's last close (as
+    :mod:`nextclose.panel_evaluation` scores them)."""
+    train, validation, days = (features.select(samples, index)
+                               for index in (fold.train, fold.validation, fold.forecast))
+    assert isinstance(train, features.PanelWindows) and isinstance(validation, features.PanelWindows)
+    assert isinstance(days, features.PanelWindows)
+    per_symbol = features.fit_panel_normalisation(train, feature_names)
+    network = train_ensemble(features.normalise_panel(train, per_symbol),
+                             features.normalise_panel(validation, per_symbol),
+                             features.identity_normalisation(feature_names))
+    ensemble, members = panel_evaluation.forecast_panel(network, days, per_symbol)
+    calibration, _ = panel_evaluation.forecast_panel(network, validation, per_symbol)
+    half_widths = panel_evaluation.conformal_half_widths(validation, calibration, days.symbols, per_symbol,
+                                                         params.interval)
+    dates = pd.to_datetime(bars["date"]).to_numpy().astype("datetime64[D]")
+    past = panel_evaluation.closes_by_symbol(bars.loc[dates < days.target_dates[0]])
+    for symbol in np.unique(days.symbols):
+        first = int(np.flatnonzero(days.symbols == symbol)[0])
+        if str(symbol) not in past or past[str(symbol)][-1] != days.last_close[first]:
+            raise DataError("data/prepared: bars.csv and windows.npz disagree on the backtest days; rerun prepare")
+    rates = {symbol: metrics.drift_rate(closes) for symbol, closes in past.items()}
+    last = days.last_close
+    relative = dataclasses.replace(days, last_close=np.ones_like(last), next_close=days.next_close / last)
+    baselines = {
+        "persistence": np.ones_like(last),
+        "drift": np.exp(np.array([rates[str(symbol)] for symbol in days.symbols])),
+    }
+    fitted: dict[str, Any] = {"drift_rate_mean": float(np.mean(list(rates.values()))),
+                              "naive_scale": panel_evaluation.pooled_naive_scale(past)}
+    return FoldForecast(fold, relative, ensemble / last, members / last, ensemble * np.exp(-half_widths) / last,
+                        ensemble * np.exp(half_widths) / last, baselines, fitted)
+
+
 def _joined(results: list[FoldForecast]) -> tuple[features.Windows, dict[str, np.ndarray], np.ndarray]:
     samples = concatenate([r.samples for r in results])
     forecasts = {"model": np.concatenate([r.model for r in results])}
@@ -150,11 +202,15 @@ def pooled_figures(
     """The pooled figures of one forecaster over every backtest day."""
     actual, last = samples.next_close, samples.last_close
     rmse = metrics.rmse(actual, forecast)
+    if isinstance(samples, features.PanelWindows):  # tested on days: a day's symbols move together
+        tests = panel_evaluation.pooled_tests(samples.target_dates, last, actual, forecast, persistence, params, seed)
+    else:
+        tests = evaluation.against_persistence(last, actual, forecast, persistence, params, seed)
     return {
         "n": int(len(actual)),
         "rmse": rmse,
         "rmse_ratio_persistence": rmse / metrics.rmse(actual, persistence),
-        **evaluation.against_persistence(last, actual, forecast, persistence, params, seed),
+        **tests,
         "directional_accuracy": metrics.directional_accuracy(last, actual, forecast),
         "majority_class_rate": metrics.majority_class_rate(last, actual),
     }
@@ -181,13 +237,22 @@ def report(results: list[FoldForecast], params: EvaluateParams, seed: int) -> di
     pooled.update(evaluation.interval_figures(samples.next_close, lower, upper, params.interval))
     # The members' MASE is scaled by the moves before the first fold (each fold has its own past).
     scale = results[0].fitted["naive_scale"]
-    return {
+    document = {
         "folds": folds,
         "pooled": pooled,
         "seeds": evaluation.seed_spread(samples, members, scale, metrics.rmse(samples.next_close, persistence)),
         "baselines": {name: pooled_figures(samples, values, persistence, params, seed)
                       for name, values in forecasts.items() if name not in ("model", "persistence")},
     }
+    if isinstance(samples, features.PanelWindows):  # relative to each last close, as evaluate's panel block
+        document["panel"] = {
+            "symbols": int(len(np.unique(samples.symbols))),
+            "days": int(len(np.unique(samples.target_dates))),
+            "rmse_ratio_persistence": pooled["rmse_ratio_persistence"],
+            "dm_p_value": pooled["dm_p_value"],
+            "per_symbol": panel_evaluation.per_symbol_figures(samples, forecasts["model"], persistence),
+        }
+    return document
 
 
 def table(results: list[FoldForecast]) -> pd.DataFrame:
@@ -195,14 +260,16 @@ def table(results: list[FoldForecast]) -> pd.DataFrame:
     if not results:
         return pd.DataFrame(columns=COLUMNS)
     samples, forecasts, _ = _joined(results)
+    symbols = {"symbol": samples.symbols} if isinstance(samples, features.PanelWindows) else {}
     return pd.DataFrame({
         "date": pd.to_datetime(samples.target_dates).strftime("%Y-%m-%d"),
+        **symbols,
         "fold": np.concatenate([np.full(len(r.model), r.fold.number) for r in results]),
         "actual": samples.next_close,
         **forecasts,
         "lower": np.concatenate([r.lower for r in results]),
         "upper": np.concatenate([r.upper for r in results]),
-    }).reindex(columns=COLUMNS)
+    }).reindex(columns=(*COLUMNS[:1], *symbols, *COLUMNS[1:]))
 
 
 def summary_table(backtest: dict[str, Any]) -> str:
@@ -214,13 +281,18 @@ def summary_table(backtest: dict[str, Any]) -> str:
     pooled = backtest["pooled"]
     lines.append(f"{'all':<30}{pooled['n']:>6}{pooled['rmse_ratio_persistence']:>12.4f}"
                  f"{pooled['directional_accuracy']:>10.3f}")
+    panel = backtest.get("panel")
+    if panel is not None:
+        lines.insert(0, f"pooled over {panel['symbols']} symbols and {panel['days']} days (the days column: "
+                        f"symbol-days), each relative to its last close")
     for name, figures in backtest["baselines"].items():
         lines.append(f"  {name}: RMSE/pers. {figures['rmse_ratio_persistence']:.4f}, "
                      f"Diebold-Mariano p {figures['dm_p_value']:.3f}")
     lines.append(f"{pooled['interval_nominal']:.0%} conformal intervals held the close on "
                  f"{pooled['interval_coverage']:.1%} of the days; mean width {pooled['interval_width_mean']:.4f}")
     lines.append(evaluation.verdict(pooled | {"seeds": backtest["seeds"]},
-                                    period=f"over {pooled['n']} walk-forward days in {len(backtest['folds'])} folds"))
+                                    period=f"over {panel['days'] if panel else pooled['n']} walk-forward days "
+                                           f"in {len(backtest['folds'])} folds"))
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ The walk-forward backtest (:mod:`nextclose.backtest`) reuses these pieces.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -103,16 +103,20 @@ def interval_figures(actual: np.ndarray, lower: np.ndarray, upper: np.ndarray, l
 
 
 def score_forecasts(
-    test: Windows, forecasts: dict[str, np.ndarray], train_closes: np.ndarray,
+    test: Windows, forecasts: dict[str, np.ndarray], train_closes: Optional[np.ndarray] = None,
     member_forecasts: Optional[np.ndarray] = None, tests: Optional[tuple[EvaluateParams, int]] = None,
-    interval: Optional[tuple[np.ndarray, np.ndarray, float]] = None,
+    interval: Optional[tuple[np.ndarray, np.ndarray, float]] = None, *,
+    scale: Optional[float] = None, tested: Optional[Callable[[np.ndarray], dict[str, Any]]] = None,
 ) -> dict[str, Any]:
     """The metrics.json of the default model: the model's (the served ensemble's) scores at
     the top level, each baseline's under ``baselines``, all on the same test days, and the
     spread of the members' own scores under ``seeds``. With ``tests`` (the params and the
     bootstrap's seed), each forecaster's tests against persistence; with ``interval``
-    (lower, upper, level), the model's interval coverage and width."""
-    scale = metrics.naive_scale(train_closes)
+    (lower, upper, level), the model's interval coverage and width. A panel passes its own
+    MASE ``scale`` instead of ``train_closes``, and its own tests as ``tested``."""
+    if scale is None:
+        assert train_closes is not None
+        scale = metrics.naive_scale(train_closes)
     scores = {
         name: metrics.score(test.last_close, test.next_close, values, scale)
         for name, values in forecasts.items()
@@ -123,6 +127,8 @@ def score_forecasts(
         if tests is not None and name != "persistence":
             values.update(against_persistence(
                 test.last_close, test.next_close, forecasts[name], forecasts["persistence"], *tests))
+        elif tested is not None and name != "persistence":
+            values.update(tested(forecasts[name]))
     report: dict[str, Any] = {
         "n_test": int(len(test.next_close)),
         **scores["model"],
@@ -185,6 +191,12 @@ def evaluate_lstm(
     report = score_forecasts(test, forecasts, train_closes, members, tests=(params, seed),
                              interval=(lower, upper, params.interval))
     return Evaluation(report, predictions, fitted)
+
+
+def as_panel_predictions(predictions: pd.DataFrame, symbol: str) -> pd.DataFrame:
+    """A single series' predictions as ``reports/panel_predictions.csv`` has them: a panel of one."""
+    return predictions.assign(symbol=symbol).reindex(
+        columns=["date", "symbol", "actual", "model", "persistence", "lower", "upper"])
 
 
 def evaluate_tutorial(
@@ -268,10 +280,18 @@ def summary_table(report: dict[str, Any]) -> str:
     lines = [f"{'':<12}" + "".join(f"{title:>12}" for _, title, _ in columns)]
     for name, scores in rows.items():
         lines.append(f"{name:<12}" + "".join(f"{scores[key]:>12{fmt}}" for key, _, fmt in columns))
+    panel = report.get("panel")
+    if panel is not None:
+        lines.insert(0, f"pooled over {panel['symbols']} symbols and {panel['days']} test days, each symbol-day's "
+                        f"prices relative to its last close (RMSE, MAE: fractions of the price)")
     lines.append(
-        f"{report['n_test']} test days; always guessing the commoner direction scores "
-        f"{report['majority_class_rate']:.3f}"
+        f"{report['n_test']} test {'symbol-days' if panel else 'days'}; always guessing the commoner direction "
+        f"scores {report['majority_class_rate']:.3f}"
     )
+    if panel is not None:
+        ratios = [figures["rmse_ratio_persistence"] for figures in panel["per_symbol"].values()]
+        lines.append(f"per symbol: RMSE/pers. below 1 for {sum(r < 1 for r in ratios)} of {len(ratios)} "
+                     f"({min(ratios):.4f} .. {max(ratios):.4f}); reports/metrics.json panel.per_symbol")
     if "interval_coverage" in report:
         lines.append(
             f"{report['interval_nominal']:.0%} conformal intervals held the close on "
@@ -283,7 +303,7 @@ def summary_table(report: dict[str, Any]) -> str:
             f"model = the mean of {report['seeds']['count']} members; each alone: RMSE/pers. "
             f"{ratio['mean']:.4f} ± {ratio['std']:.4f} ({ratio['min']:.4f} .. {ratio['max']:.4f})"
         )
-        lines.append(verdict(report))
+        lines.append(verdict(report, "pooled over the panel's test days" if panel else "on this one test period"))
     return "\n".join(lines)
 
 

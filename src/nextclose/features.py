@@ -36,6 +36,13 @@ class Windows:
 
 
 @dataclasses.dataclass(frozen=True)
+class PanelWindows(Windows):
+    """Samples of many symbols, ordered by target date, then symbol."""
+
+    symbols: np.ndarray  # [n] str, the symbol each sample belongs to
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingData:
     """What training may read: the training and validation samples, the normalisation
     fitted on the training samples, and the tutorial's sequence. The test split is not here."""
@@ -61,9 +68,15 @@ class Normalisation:
     target_scale: float
 
 
-def feature_names(volume: bool) -> tuple[str, ...]:
-    names = ("log_open", "log_high", "log_low", "log_close")
+def feature_names(volume: bool, ohlc: bool = True) -> tuple[str, ...]:
+    names = ("log_open", "log_high", "log_low", "log_close") if ohlc else ("log_close",)
     return names + ("log_volume",) if volume else names
+
+
+def price_columns(bars: pd.DataFrame) -> tuple[str, ...]:
+    """The price columns the inputs read: open, high, low and close, or the close alone
+    (close-only panels, such as adjusted closes, are common). The close comes last."""
+    return ("open", "high", "low", "close") if "open" in bars else ("close",)
 
 
 def window_inputs(bars: pd.DataFrame, params: FeatureParams) -> np.ndarray:
@@ -72,14 +85,16 @@ def window_inputs(bars: pd.DataFrame, params: FeatureParams) -> np.ndarray:
     features]`` float32, log-relative to the window's last close. The forecaster reads the
     last one; training reads all but the last (which has no next day)."""
     window = params.window
+    columns = price_columns(bars)
     n_windows = len(bars) - window + 1
     if n_windows <= 0:
-        return np.zeros((0, window, len(feature_names(params.volume))), np.float32)
-    prices = bars[["open", "high", "low", "close"]].to_numpy(dtype=np.float64)
+        return np.zeros((0, window, len(feature_names(params.volume, len(columns) > 1))), np.float32)
+    prices = bars[list(columns)].to_numpy(dtype=np.float64)
     # index[i, j] is the row of day j of window i; window i ends on row i + window - 1.
     index = np.arange(window)[None, :] + np.arange(n_windows)[:, None]
     log_prices = np.log(prices)
-    channels = [log_prices[index] - log_prices[index[:, -1], 3][:, None, None]]
+    close = len(columns) - 1
+    channels = [log_prices[index] - log_prices[index[:, -1], close][:, None, None]]
     if params.volume:
         log_volume = np.log1p(bars["volume"].to_numpy(dtype=np.float64))[index]
         channels.append((log_volume - log_volume.mean(axis=1, keepdims=True))[..., None])
@@ -93,7 +108,7 @@ def make_windows(bars: pd.DataFrame, params: FeatureParams) -> Windows:
     n_samples = len(bars) - window
     if n_samples <= 0:
         return Windows(
-            np.zeros((0, window, len(feature_names(params.volume))), np.float32),
+            np.zeros((0, window, len(feature_names(params.volume, "open" in bars))), np.float32),
             np.zeros(0, np.float32), np.zeros(0), np.zeros(0), np.zeros(0, "datetime64[D]"),
         )
     inputs = window_inputs(bars, params)[:n_samples]  # the last window has no next day
@@ -118,6 +133,11 @@ def split_boundaries(
     return target_dates[n_train], target_dates[n_train + n_validation]
 
 
+def select(windows: Windows, keep: np.ndarray) -> Windows:
+    """The samples where ``keep`` holds (a mask or indices), of the same kind as ``windows``."""
+    return type(windows)(*(getattr(windows, f.name)[keep] for f in dataclasses.fields(windows)))
+
+
 def split_windows(
     windows: Windows, boundaries: tuple[np.datetime64, np.datetime64], source: str, window: int
 ) -> dict[str, Windows]:
@@ -129,10 +149,7 @@ def split_windows(
         "validation": (dates >= validation_start) & (dates < test_start),
         "test": dates >= test_start,
     }
-    parts = {
-        name: Windows(*(getattr(windows, f.name)[mask] for f in dataclasses.fields(Windows)))
-        for name, mask in masks.items()
-    }
+    parts = {name: select(windows, mask) for name, mask in masks.items()}
     for name, part in parts.items():
         if len(part.targets) < MIN_SAMPLES_PER_SPLIT:
             raise DataError(
@@ -154,6 +171,71 @@ def fit_normalisation(train: Windows, names: tuple[str, ...]) -> Normalisation:
     return Normalisation(
         names, tuple(float(v) for v in mean), tuple(float(v) for v in std), scale if scale > 0 else 1.0
     )
+
+
+def make_panel_windows(bars: pd.DataFrame, params: FeatureParams) -> PanelWindows:
+    """Every symbol's windows, each from that symbol's own rows (its own calendar: a gap in one
+    symbol shifts no other), ordered by target date, then symbol."""
+    parts = [(symbol, make_windows(rows.reset_index(drop=True), params))
+             for symbol, rows in bars.groupby("symbol", sort=True)]
+    symbols = np.concatenate([np.full(len(part.targets), symbol) for symbol, part in parts]).astype(str)
+    pooled = Windows(*(np.concatenate([getattr(part, f.name) for _, part in parts])
+                       for f in dataclasses.fields(Windows)))
+    windows = PanelWindows(pooled.inputs, pooled.targets, pooled.last_close, pooled.next_close,
+                           pooled.target_dates, symbols)
+    return select(windows, np.lexsort((windows.symbols, windows.target_dates)))  # type: ignore[return-value]
+
+
+def fit_panel_normalisation(train: PanelWindows, names: tuple[str, ...]) -> dict[str, Normalisation]:
+    """Each symbol's statistics from its own training windows alone, so that a quiet stock and a
+    volatile one both reach the global model in units of their own typical move."""
+    return {str(symbol): fit_normalisation(select(train, train.symbols == symbol), names)
+            for symbol in np.unique(train.symbols)}
+
+
+def identity_normalisation(names: tuple[str, ...]) -> Normalisation:
+    """What the global model itself applies to inputs already scaled per symbol: nothing."""
+    return Normalisation(names, (0.0,) * len(names), (1.0,) * len(names), 1.0)
+
+
+def _symbol_rows(symbols: np.ndarray, per_symbol: dict[str, Normalisation]) -> tuple[list[str], np.ndarray]:
+    known = sorted(per_symbol)
+    rows = np.searchsorted(known, symbols)
+    unknown = (rows >= len(known)) | (np.asarray(known + [""])[np.minimum(rows, len(known))] != symbols)
+    if unknown.any():
+        raise DataError(f"symbol {symbols[np.flatnonzero(unknown)[0]]!r} has no normalisation: it has no "
+                        f"training samples (known: {', '.join(known)})")
+    return known, rows
+
+
+def symbol_target_scales(symbols: np.ndarray, per_symbol: dict[str, Normalisation]) -> np.ndarray:
+    """Each sample's symbol's target scale: a model output times it is a log return."""
+    known, rows = _symbol_rows(symbols, per_symbol)
+    return np.array([per_symbol[s].target_scale for s in known], np.float64)[rows]
+
+
+def normalise_panel(windows: PanelWindows, per_symbol: dict[str, Normalisation]) -> PanelWindows:
+    """Inputs standardised and targets scaled with each sample's own symbol's statistics: what
+    the global model trains on and reads. Prices and dates are left as they are."""
+    known, rows = _symbol_rows(windows.symbols, per_symbol)
+    mean = np.array([per_symbol[s].mean for s in known], np.float64)[rows][:, None, :]
+    std = np.array([per_symbol[s].std for s in known], np.float64)[rows][:, None, :]
+    inputs = ((windows.inputs.astype(np.float64) - mean) / std).astype(np.float32)
+    targets = (windows.targets.astype(np.float64) / symbol_target_scales(windows.symbols, per_symbol))
+    return dataclasses.replace(windows, inputs=inputs, targets=targets.astype(np.float32))
+
+
+def check_panel_symbols(train: PanelWindows, symbols: np.ndarray, source: str, window: int) -> None:
+    """Every symbol needs training samples of its own: its normalisation is fitted on them."""
+    for symbol in np.unique(symbols):
+        count = int(np.sum(train.symbols == symbol))
+        if count < MIN_SAMPLES_PER_SPLIT:
+            raise DataError(
+                f"{source}: symbol {symbol}: too few days: {count} training samples, at least "
+                f"{MIN_SAMPLES_PER_SPLIT} needed (its inputs are scaled by its own training period; each "
+                f"sample needs features.window={window} days of history and a next day); drop the symbol "
+                f"or move data.start or the split"
+            )
 
 
 def tutorial_sequence(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

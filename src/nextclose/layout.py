@@ -6,13 +6,17 @@ so a stage's outputs change together or not at all, and write the same bytes for
 same content; readers turn the files back into the core's values.
 
 - ``data/raw/``: ``bars.csv`` as the source gave it, ``raw.json`` where it came from.
-- ``data/prepared/``: ``bars.csv`` (checked bars with their split), ``windows.npz``
-  (the default model's samples per split), ``tutorial.npz`` (the tutorial's x, y and
-  target dates), ``prepared.json`` (split dates, counts, normalisation, source hash).
+- ``data/prepared/``: ``bars.csv`` (checked bars with their split; a panel's with a ``symbol``
+  column), ``windows.npz`` (the default model's samples per split; a panel's with each sample's
+  symbol), ``tutorial.npz`` (the tutorial's x, y and target dates; empty for a panel),
+  ``prepared.json`` (split dates, counts, normalisation, source hash; a panel's ``panel`` block:
+  its symbols and each one's normalisation).
 - ``models/``: ``model.keras``, ``train.json`` (the kind, steps, final figures)
   and, for the tutorial kind, ``tutorial_state.npz`` (x and y as training left them).
 - ``reports/``: ``train_history.csv``, ``resolved_params.yaml``, ``metrics.json`` and ``scores.json`` (its headline),
-  ``predictions.csv``, ``backtest.json`` and ``backtest_scores.json``, ``backtest.csv``,
+  ``predictions.csv`` (a panel's: each symbol-day relative to its last close), ``panel_predictions.csv``
+  (every scored symbol-day, in prices; a single series is a panel of one), ``backtest.json`` and
+  ``backtest_scores.json``, ``backtest.csv``,
   ``best_params.yaml``, ``tune.json`` (numbers) and ``tune_study.json`` (which study, where).
 - ``.nextclose/train_run.json``: the MLflow run and model that made ``models/`` (untracked).
 """
@@ -53,6 +57,8 @@ METRICS_FILE = Path("reports/metrics.json")
 SCORES_FILE = Path("reports/scores.json")
 BACKTEST_SCORES_FILE = Path("reports/backtest_scores.json")
 PREDICTIONS_FILE = Path("reports/predictions.csv")
+# Every scored symbol-day in each symbol's own prices (a single series: a panel of one).
+PANEL_PREDICTIONS_FILE = Path("reports/panel_predictions.csv")
 BACKTEST_FILE = Path("reports/backtest.json")
 BACKTEST_TABLE_FILE = Path("reports/backtest.csv")
 BEST_PARAMS_FILE = Path("reports/best_params.yaml")
@@ -70,8 +76,8 @@ TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
 
 # Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
 OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, RESOLVED_PARAMS_FILE, METRICS_FILE, SCORES_FILE,
-           PREDICTIONS_FILE, BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE, BEST_PARAMS_FILE,
-           TUNE_REPORT_FILE, TUNE_STUDY_FILE, TRAIN_RUN_FILE)
+           PREDICTIONS_FILE, PANEL_PREDICTIONS_FILE, BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE,
+           BEST_PARAMS_FILE, TUNE_REPORT_FILE, TUNE_STUDY_FILE, TRAIN_RUN_FILE)
 # Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -164,7 +170,7 @@ def write_prepared(commit: atomic.Commit, prepared: Prepared, directory: Path = 
     atomic.write_new(staging / "bars.csv", prepared.bars.to_csv(index=False, date_format="%Y-%m-%d"))
     arrays = {}
     for name, part in prepared.splits.items():
-        for field in dataclasses.fields(features.Windows):
+        for field in dataclasses.fields(part):  # a panel's windows add their symbols
             arrays[f"{name}_{field.name}"] = getattr(part, field.name)
     save_npz(staging / "windows.npz", arrays)
     save_npz(staging / "tutorial.npz", {"x": prepared.tutorial_x, "y": prepared.tutorial_y,
@@ -175,10 +181,9 @@ def write_prepared(commit: atomic.Commit, prepared: Prepared, directory: Path = 
 def read_windows(directory: Path = PREPARED_DIR) -> dict[str, features.Windows]:
     """The per-split samples written by :func:`write_prepared`."""
     with np.load(_require(directory / "windows.npz", "prepare")) as arrays:
+        kind = features.PanelWindows if "train_symbols" in arrays else features.Windows
         return {
-            name: features.Windows(
-                *(arrays[f"{name}_{field.name}"] for field in dataclasses.fields(features.Windows))
-            )
+            name: kind(*(arrays[f"{name}_{field.name}"] for field in dataclasses.fields(kind)))
             for name in features.SPLITS
         }
 
@@ -195,6 +200,18 @@ def read_normalisation(directory: Path = PREPARED_DIR) -> features.Normalisation
     )
 
 
+def read_panel_normalisation(directory: Path = PREPARED_DIR) -> Optional[dict[str, features.Normalisation]]:
+    """A panel's per-symbol statistics (None for a single series)."""
+    panel = read_summary(directory).get("panel")
+    if panel is None:
+        return None
+    return {
+        symbol: features.Normalisation(tuple(stats["feature_names"]), tuple(stats["mean"]),
+                                       tuple(stats["std"]), stats["target_scale"])
+        for symbol, stats in panel["normalisation"].items()
+    }
+
+
 def read_tutorial_sequence(directory: Path = PREPARED_DIR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The tutorial's x, y and the date of each target."""
     with np.load(_require(directory / "tutorial.npz", "prepare")) as arrays:
@@ -205,12 +222,17 @@ def read_training_data(directory: Path = PREPARED_DIR) -> features.TrainingData:
     """What training may read (never the test split)."""
     windows = read_windows(directory)
     x, y, _ = read_tutorial_sequence(directory)
-    return features.TrainingData(windows["train"], windows["validation"], read_normalisation(directory), x, y)
+    train, validation = windows["train"], windows["validation"]
+    per_symbol = read_panel_normalisation(directory)
+    if per_symbol is not None:  # the global model reads windows already scaled per symbol
+        assert isinstance(train, features.PanelWindows) and isinstance(validation, features.PanelWindows)
+        train, validation = (features.normalise_panel(part, per_symbol) for part in (train, validation))
+    return features.TrainingData(train, validation, read_normalisation(directory), x, y)
 
 
 def read_prepared_bars(directory: Path = PREPARED_DIR) -> pd.DataFrame:
     """The checked bars of the date range with their ``split`` column (dates as text)."""
-    return pd.read_csv(_require(directory / "bars.csv", "prepare"))
+    return pd.read_csv(_require(directory / "bars.csv", "prepare"), dtype={"symbol": str})
 
 
 # --- models/ -----------------------------------------------------------------------------------
@@ -329,6 +351,14 @@ def write_evaluation(commit: atomic.Commit, report: dict[str, object], scores: d
     commit.write_json(metrics_file, report)
     commit.write_json(scores_file, scores)
     commit.write_text(predictions_file, predictions_text)
+
+
+def write_panel_predictions(commit: atomic.Commit, table: pd.DataFrame, path: Path = PANEL_PREDICTIONS_FILE) -> None:
+    commit.write_text(path, predictions_csv(table))
+
+
+def read_panel_predictions(path: Path = PANEL_PREDICTIONS_FILE) -> pd.DataFrame:
+    return pd.read_csv(_require(path, "evaluate"), dtype={"symbol": str})
 
 
 def write_backtest(commit: atomic.Commit, report: dict[str, object], scores: dict[str, float],

@@ -50,6 +50,10 @@ class DataParams:
         return None if self.end is None else dt.date.fromisoformat(self.end)
 
 
+# Sources of many symbols: one global model is trained across them.
+PANEL_SOURCES = ("sp500", "panel_csv")
+
+
 @dataclasses.dataclass(frozen=True)
 class SplitParams:
     validation_fraction: float
@@ -318,6 +322,9 @@ def _check_ranges(params: Params, file: str) -> None:
         fail("features.window", "must be at least 2")
     if params.model.hidden_units < 1:
         fail("model.hidden_units", "must be at least 1")
+    if params.model.kind == "tutorial" and params.data.source in PANEL_SOURCES:
+        fail("model.kind", f"tutorial reads one series (the tutorial's index), but data.source "
+                           f"{params.data.source} is a panel of symbols: use model.kind lstm")
     if params.model.layers < 1:
         fail("model.layers", "must be at least 1")
     if not 0.0 <= params.model.dropout < 1.0:

@@ -107,14 +107,17 @@ def learning_curve_figure(history: pd.DataFrame, best_step: Optional[int], title
 
 
 def evaluation_figures(
-    predictions: pd.DataFrame, history: pd.DataFrame, best_step: Optional[int], kind: str
+    predictions: pd.DataFrame, history: pd.DataFrame, best_step: Optional[int], kind: str, panel: bool = False,
 ) -> dict[str, object]:
     """The evaluate run's PNGs by artifact path: forecasts, residuals, learning curve.
 
     ``predictions`` has the columns ``date, actual``, one per forecaster and the model's
     interval ``lower, upper``; a forecaster that made no forecast (an all-empty column) is
-    left out.
+    left out. A panel's many symbols per day make no price line: its learning curve only.
     """
+    curve = learning_curve_figure(history, best_step, f"Learning curve ({kind})")
+    if panel:
+        return {"figures/learning_curve.png": curve}
     forecasts = {
         name: predictions[name].to_numpy()
         for name in predictions.columns[2:]
@@ -128,9 +131,7 @@ def evaluation_figures(
         "figures/residuals.png": residuals_figure(
             predictions["date"], predictions["actual"], forecasts, f"Forecast errors, {period}"
         ),
-        "figures/learning_curve.png": learning_curve_figure(
-            history, best_step, f"Learning curve ({kind})"
-        ),
+        "figures/learning_curve.png": curve,
     }
 
 

@@ -4,12 +4,12 @@ the normalisation and the tutorial's sequence. Plain values in, plain values out
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
-from nextclose import bars, features
+from nextclose import bars, features, panels
 from nextclose.params import DataParams, FeatureParams, SplitParams
 
 
@@ -24,11 +24,18 @@ class Prepared:
     tutorial_x: np.ndarray
     tutorial_y: np.ndarray
     source_hash: str
+    # A panel (bars with a symbol column): each symbol's statistics, by which its windows are
+    # scaled before the global model reads them (its own ``normalisation`` is then the identity).
+    panel_normalisation: Optional[dict[str, features.Normalisation]] = None
+
+    @property
+    def is_panel(self) -> bool:
+        return self.panel_normalisation is not None
 
     @property
     def tutorial_target_dates(self) -> np.ndarray:
-        """The date of each of the tutorial's targets: every day but the first."""
-        return self.bars["date"].to_numpy().astype("datetime64[D]")[1:]
+        """The date of each of the tutorial's targets: every day but the first (none on a panel)."""
+        return self.bars["date"].to_numpy().astype("datetime64[D]")[1:1 + len(self.tutorial_y)]
 
     def summary(self) -> dict[str, Any]:
         """The content of ``prepared.json``."""
@@ -36,7 +43,7 @@ class Prepared:
         for name, part in self.splits.items():
             first, last = features.date_range(part.target_dates) or (None, None)
             split_info[name] = {"samples": int(len(part.targets)), "first_target": first, "last_target": last}
-        return {
+        summary: dict[str, Any] = {
             "source": self.source,
             "source_sha256": self.source_hash,
             "rows": int(len(self.bars)),
@@ -46,12 +53,21 @@ class Prepared:
             "normalisation": dataclasses.asdict(self.normalisation),
             "tutorial": {"steps": int(len(self.tutorial_y))},
         }
+        if self.panel_normalisation is not None:
+            summary["panel"] = {
+                "symbols": sorted(self.panel_normalisation),
+                "normalisation": {symbol: dataclasses.asdict(stats)
+                                  for symbol, stats in sorted(self.panel_normalisation.items())},
+            }
+        return summary
 
 
 def prepare(
     table: pd.DataFrame, source: str, data: DataParams, split: SplitParams, feature: FeatureParams
 ) -> Prepared:
     """Check, cut and window the bars; raise ``DataError`` before anything is written."""
+    if "symbol" in table:
+        return prepare_panel(table, source, data, split, feature)
     bars.validate_bars(table, source)
     if feature.volume and "volume" not in table:
         raise bars.DataError(
@@ -82,3 +98,42 @@ def prepare(
     return Prepared(
         source, labelled, splits, normalisation, tutorial_x, tutorial_y, bars.bars_hash(selected)
     )
+
+
+def prepare_panel(
+    table: pd.DataFrame, source: str, data: DataParams, split: SplitParams, feature: FeatureParams
+) -> Prepared:
+    """A panel: every symbol windowed on its own calendar, one split by date for all symbols (no
+    symbol's test days inform training), each symbol scaled by its own training period."""
+    panels.validate_panel(table, source)
+    if feature.volume and "volume" not in table:
+        raise bars.DataError(
+            f"{source}: no volume column, but features.volume is true in params "
+            f"(set features.volume: false: close-only panels such as data.source sp500 have no volume)"
+        )
+    selected = bars.select_dates(table, data.start_date, data.end_date, source)
+    if not feature.volume:
+        selected = selected.drop(columns=["volume"], errors="ignore")
+    windows = features.make_panel_windows(selected, feature)
+    days = np.unique(windows.target_dates)
+    if len(days) < 3 * features.MIN_SAMPLES_PER_SPLIT:
+        raise bars.DataError(
+            f"{source}: too few days: {len(days)} target days between data.start and data.end, at least "
+            f"{3 * features.MIN_SAMPLES_PER_SPLIT} needed for the three splits (features.window={feature.window})"
+        )
+    boundaries = features.split_boundaries(days, split)  # fractions of the days, not of the samples
+    splits = features.split_windows(windows, boundaries, source, feature.window)
+    train = splits["train"]
+    assert isinstance(train, features.PanelWindows)
+    features.check_panel_symbols(train, selected["symbol"].to_numpy().astype(str), source, feature.window)
+    names = features.feature_names(feature.volume, "open" in selected)
+    per_symbol = features.fit_panel_normalisation(train, names)
+    validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
+    labelled = selected.copy()
+    labelled["split"] = np.where(
+        labelled["date"] < validation_start, "train",
+        np.where(labelled["date"] < test_start, "validation", "test"),
+    )
+    no_sequence = np.zeros((0, 4), np.float32), np.zeros((0, 1), np.float32)  # the tutorial reads one series
+    return Prepared(source, labelled, splits, features.identity_normalisation(names), *no_sequence,
+                    panels.panel_hash(selected), per_symbol)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from nextclose import atomic, bars, forecaster, layout, registry
 from nextclose.errors import DataError, UserError
-from nextclose.params import Params
+from nextclose.params import PANEL_SOURCES, Params
 
 CHAMPION_URI = f"models:/{registry.registered_name('lstm')}@champion"
 WORKSPACE_MODEL = "models/"
@@ -38,6 +38,10 @@ def read_latest_bars(params: Params, csv_path: Optional[str]) -> tuple[pd.DataFr
     ``data.end`` is not applied: the forecast starts from the latest bar (``--as-of`` cuts the
     history instead); ``data.start`` only bounds what a network source fetches."""
     data = params.data
+    if data.source in PANEL_SOURCES and csv_path is None:
+        raise UserError(f"params.yaml: data.source {data.source}: nextclose predict forecasts one series, and "
+                        f"forecasting every symbol of a panel is not built yet; pass one symbol's bars with --csv "
+                        f"and a single-series model (--model)")
     if csv_path is not None:
         table, source = bars.read_csv_bars(csv_path, data.columns), csv_path
     elif data.source == "msft":

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from nextclose import atomic, backtest, headline, layout, plots
+from nextclose.features import PanelWindows
 from nextclose.params import Params
 
 
@@ -44,7 +45,15 @@ def main(params: Params) -> None:
     names = layout.read_normalisation().feature_names
     samples = backtest.all_samples(splits)
     days, validation_days = backtest.resolve_lengths(params.backtest, splits)
-    folds = backtest.plan_folds(len(samples.targets), days, params.backtest.folds, validation_days)
+    panel = isinstance(samples, PanelWindows)
+    if panel:  # folds cut in days; each symbol scaled by its own statistics on each fold's past
+        folds = backtest.plan_panel_folds(samples.target_dates, days, params.backtest.folds, validation_days)
+    else:
+        folds = backtest.plan_folds(len(samples.targets), days, params.backtest.folds, validation_days)
+    forecast_fold = backtest.forecast_panel_fold if panel else backtest.forecast_fold
+    if panel and params.evaluate.arima:
+        print("note: evaluate.arima is skipped on a panel (an ARIMA per symbol and fold); baselines: "
+              "persistence and drift, each symbol's own")
 
     with tracking.stage_run("backtest") as run:
         mlflow.log_params(params.section_dict("base", "model", "train", "backtest", "evaluate")
@@ -58,7 +67,7 @@ def main(params: Params) -> None:
 
         results = []
         for fold in folds:
-            result = backtest.forecast_fold(fold, samples, bars, names, train_ensemble, params.evaluate)
+            result = forecast_fold(fold, samples, bars, names, train_ensemble, params.evaluate)  # type: ignore[arg-type]
             results.append(result)
             mlflow.log_params({f"fold{fold.number}.{key}": value for key, value in result.fitted.items()})
             first, last = (str(d) for d in result.samples.target_dates[[0, -1]])
@@ -70,7 +79,8 @@ def main(params: Params) -> None:
         for number, fold_figures in enumerate(report["folds"], 1):
             mlflow.log_metrics({f"fold_{key}": fold_figures[key] for key in backtest.FOLD_KEYS}, step=number)
         mlflow.log_metrics(backtest.tracked_metrics(report))
-        mlflow.log_figure(plots.backtest_figure(backtest.table(results)), "backtest.png")
+        if not panel:  # a price line per day: a panel has many symbols a day (backtest.json has them each)
+            mlflow.log_figure(plots.backtest_figure(backtest.table(results)), "backtest.png")
         mlflow.log_dict(report, "backtest.json")
         mlflow.log_text(table_text, "backtest.csv")
         with atomic.Commit() as commit:

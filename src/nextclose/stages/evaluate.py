@@ -11,6 +11,7 @@ import time
 from typing import Any, Optional
 
 from nextclose import atomic, evaluation, headline, layout, plots
+from nextclose.features import PanelWindows
 from nextclose.params import Params
 
 
@@ -63,10 +64,26 @@ def main(params: Params) -> None:
     else:
         bars = layout.read_prepared_bars()
         windows = layout.read_windows()
-        result = evaluation.evaluate_lstm(network, bars, windows["validation"], windows["test"], params.evaluate,
-                                          params.base.seed)
+        per_symbol = layout.read_panel_normalisation()
+        if per_symbol is not None:
+            from nextclose import panel_evaluation
+
+            calibration_days, test_days = windows["validation"], windows["test"]
+            assert isinstance(calibration_days, PanelWindows) and isinstance(test_days, PanelWindows)
+            if params.evaluate.arima:
+                print("note: evaluate.arima is skipped on a panel (an ARIMA per symbol); baselines: "
+                      "persistence and drift, each symbol's own")
+            result = panel_evaluation.evaluate_panel(network, bars, calibration_days, test_days, per_symbol,
+                                                     params.evaluate, params.base.seed)
+        else:
+            result = evaluation.evaluate_lstm(network, bars, windows["validation"], windows["test"],
+                                              params.evaluate, params.base.seed)
     history = layout.read_history()
     csv_text = layout.predictions_csv(result.predictions)
+    # Every scored symbol-day in prices; a single series is a panel of one, named after its source.
+    panel_predictions = getattr(result, "panel_predictions", None)
+    if panel_predictions is None:
+        panel_predictions = evaluation.as_panel_predictions(result.predictions, layout.read_summary()["source"])
 
     with tracking.stage_run("evaluate") as run:
         client = tracking.client()
@@ -77,7 +94,8 @@ def main(params: Params) -> None:
         # with the model's id, the metrics also show on the model's page
         model_id = _link_to_training(client, run, layout.read_train_run())
         mlflow.log_metrics(evaluation.tracked_metrics(result.report), model_id=model_id)
-        figures = plots.evaluation_figures(result.predictions, history, train.get("best_step"), kind)
+        figures = plots.evaluation_figures(result.predictions, history, train.get("best_step"), kind,
+                                           panel="panel" in result.report)
         for path, figure in figures.items():
             mlflow.log_figure(figure, path)
         mlflow.log_dict(result.report, "metrics.json")
@@ -86,6 +104,7 @@ def main(params: Params) -> None:
         # run that never finished (the next run marks it KILLED).
         with atomic.Commit() as commit:
             layout.write_evaluation(commit, result.report, headline.test_scores(result.report), csv_text)
+            layout.write_panel_predictions(commit, panel_predictions)
         validation = {"val_loss": train["best_val_loss"]} if "best_val_loss" in train else {}
         run.record(tracking.execution_params(params), headline.test_execution_figures(result.report) | validation)
     print(evaluation.summary_table(result.report))

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from nextclose import atomic, layout, metrics, registry, training
+from nextclose.errors import UserError
 from nextclose.params import Params
 
 
@@ -71,6 +72,10 @@ def main(params: Params) -> None:
 
     data = layout.read_training_data()
     tutorial_kind = params.model.kind == "tutorial"
+    panel = layout.read_panel_normalisation() is not None
+    if panel and tutorial_kind:
+        raise UserError(f"{layout.PREPARED_DIR}: holds a panel of symbols, but model.kind tutorial reads one "
+                        f"series (the tutorial's index); train the lstm (model.kind: lstm) on a panel")
     with tracking.stage_run("train") as run:
         mlflow.log_params(params.section_dict("base", "model", "train"))
         mlflow.log_param("features.window", params.features.window)
@@ -127,7 +132,12 @@ def main(params: Params) -> None:
         name = registry.registered_name(params.model.kind)
         step = final.step if tutorial_kind else result.best_step  # the curve's point the model is
         calibration = None
-        if tutorial_kind:
+        if panel:  # the network alone, reading windows already scaled per symbol (data/prepared)
+            logged = tracking.log_keras_model(
+                result.model, data.validation.inputs[:5], name=tracking.model_name(params),
+                registered_model_name=name, exported=True, step=step,
+            )
+        elif tutorial_kind:
             logged = tracking.log_keras_model(
                 result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
                 exported=True,  # a custom class; its graph loads without nextclose

@@ -1,0 +1,326 @@
+"""One global model across a panel of symbols: the windows, the split by date, the per-symbol
+scaling, the pooled and per-symbol figures, and the leakage test across symbols."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nextclose import backtest, features, panel_evaluation, preparation, significance, training
+from nextclose.cli import main
+from nextclose.params import parse_params
+
+from helpers import ConstantNetwork, random_walk_bars, tiny_params, write_params
+
+SYMBOLS = ("AAA", "BBB", "CCC")
+
+
+def panel_bars(n: int = 180, symbols=SYMBOLS, gaps: bool = True) -> pd.DataFrame:
+    """A long panel of random walks of different price levels and volatilities; with ``gaps``,
+    BBB starts 7 days late and misses every 13th day (its own calendar)."""
+    parts = []
+    for number, symbol in enumerate(symbols):
+        bars = random_walk_bars(n, seed=10 + number)
+        for column in ("open", "high", "low", "close"):
+            bars[column] *= 10.0 ** number  # 100, 1000, 10000: pooled price errors would mean nothing
+        if gaps and symbol == "BBB":
+            bars = bars.iloc[7:]
+            bars = bars[np.arange(len(bars)) % 13 != 5]
+        parts.append(bars.assign(symbol=symbol))
+    return pd.concat(parts).sort_values(["symbol", "date"]).reset_index(drop=True)[
+        ["date", "symbol", "open", "high", "low", "close", "volume"]]
+
+
+def panel_params(**overrides):
+    return parse_params(tiny_params(data={"source": "panel_csv", "path": "panel.csv", "start": None, "end": None},
+                                    **overrides))
+
+
+def prepare(bars: pd.DataFrame, params=None) -> preparation.Prepared:
+    params = params or panel_params()
+    return preparation.prepare(bars, "panel.csv", params.data, params.split, params.features)
+
+
+# --- windows and the split -------------------------------------------------------------------
+
+def test_each_symbols_windows_are_its_own_and_ordered_by_date_then_symbol():
+    bars = panel_bars()
+    params = panel_params().features
+    windows = features.make_panel_windows(bars, params)
+    order = np.lexsort((windows.symbols, windows.target_dates))
+    assert np.array_equal(order, np.arange(len(order)))
+    for symbol in SYMBOLS:
+        own = features.make_windows(bars[bars["symbol"] == symbol].reset_index(drop=True), params)
+        mine = windows.symbols == symbol
+        np.testing.assert_array_equal(windows.inputs[mine], own.inputs)
+        np.testing.assert_array_equal(windows.target_dates[mine], own.target_dates)
+        np.testing.assert_array_equal(windows.last_close[mine], own.last_close)
+    # BBB's gaps: its windows run over its own trading days, so a target may be days after its last close
+    assert len(windows.targets) == sum(len(bars[bars["symbol"] == s]) - params.window for s in SYMBOLS)
+
+
+def test_the_split_is_by_date_for_every_symbol_at_once():
+    prepared = prepare(panel_bars())
+    train, validation, test = (prepared.splits[name] for name in features.SPLITS)
+    assert train.target_dates.max() < validation.target_dates.min()
+    assert validation.target_dates.max() < test.target_dates.min()
+    for part in (train, validation, test):
+        assert set(part.symbols) == set(SYMBOLS)
+    labels = prepared.bars.groupby("split")["date"].agg(["min", "max"])
+    assert labels.loc["train", "max"] < labels.loc["validation", "min"]
+    # The fractions are of the days, not the samples: the test split holds the last 15% of days.
+    days = np.unique(np.concatenate([p.target_dates for p in prepared.splits.values()]))
+    assert len(np.unique(test.target_dates)) == round(len(days) * 0.15)
+
+
+def test_each_symbol_is_scaled_by_its_own_training_windows():
+    prepared = prepare(panel_bars())
+    names = features.feature_names(True)
+    assert prepared.normalisation == features.identity_normalisation(names)
+    assert prepared.panel_normalisation is not None
+    train = prepared.splits["train"]
+    assert isinstance(train, features.PanelWindows)
+    for symbol in SYMBOLS:
+        own = features.fit_normalisation(features.select(train, train.symbols == symbol), names)
+        assert prepared.panel_normalisation[symbol] == own
+    scaled = features.normalise_panel(train, prepared.panel_normalisation)
+    for symbol in SYMBOLS:  # each symbol's training targets have a root mean square of 1 once scaled
+        mine = scaled.targets[scaled.symbols == symbol].astype(np.float64)
+        assert math.sqrt(np.mean(np.square(mine))) == pytest.approx(1.0, rel=1e-5)
+        assert np.abs(scaled.inputs[scaled.symbols == symbol].mean(axis=(0, 1))).max() < 1e-4
+    # Prices stay prices: the scaling touches inputs and targets only.
+    np.testing.assert_array_equal(scaled.next_close, train.next_close)
+
+
+def test_a_symbol_with_too_few_training_days_is_refused_by_name():
+    bars = panel_bars()
+    late = bars[(bars["symbol"] != "CCC") | (bars["date"] > bars["date"].iloc[150])]
+    with pytest.raises(features.DataError, match=r"panel.csv: symbol CCC: too few days: \d+ training samples"):
+        prepare(late.reset_index(drop=True))
+
+
+def test_a_close_only_panel_reads_the_close_alone():
+    bars = panel_bars()[["date", "symbol", "close"]]
+    prepared = prepare(bars, panel_params(features={"volume": False}))
+    assert prepared.splits["train"].inputs.shape[-1] == 1
+    assert prepared.normalisation.feature_names == ("log_close",)
+    with pytest.raises(features.DataError, match="no volume column.*features.volume: false"):
+        prepare(bars)
+
+
+def test_walk_forward_folds_are_cut_in_days_for_every_symbol_at_once():
+    prepared = prepare(panel_bars())
+    samples = backtest.all_samples(prepared.splits)
+    assert isinstance(samples, features.PanelWindows)
+    days, validation_days = backtest.resolve_lengths(panel_params().backtest, prepared.splits)
+    assert days == len(np.unique(prepared.splits["test"].target_dates))
+    folds = backtest.plan_panel_folds(samples.target_dates, days, 2, validation_days)
+    forecast_days = np.concatenate([samples.target_dates[f.forecast] for f in folds])
+    assert set(forecast_days) == set(prepared.splits["test"].target_dates)
+    for fold in folds:
+        train, validation, forecast = (samples.target_dates[i] for i in (fold.train, fold.validation, fold.forecast))
+        assert train.max() < validation.min() and validation.max() < forecast.min()
+        assert len(np.unique(validation)) == validation_days
+        # every sample of a forecast day is in the fold: no symbol left behind on a day
+        assert len(fold.forecast) == np.isin(samples.target_dates, forecast).sum()
+        assert len(fold.train) + len(fold.validation) == np.sum(samples.target_dates < forecast.min())
+
+
+# --- no symbol's test days inform training -------------------------------------------------
+
+def test_changing_one_symbols_bars_after_the_test_start_changes_nothing_before_it():
+    params = panel_params()
+    bars = panel_bars()
+    before = prepare(bars, params)
+    test_start = pd.Timestamp(before.splits["test"].target_dates.min())
+    shaken = bars.copy()
+    later = (shaken["symbol"] == "BBB") & (shaken["date"] >= test_start)
+    factor = np.exp(np.random.default_rng(5).normal(0, 0.05, later.sum()))
+    for column in ("open", "high", "low", "close"):
+        shaken.loc[later, column] *= factor
+    after = prepare(shaken, params)
+
+    # the normalisation of every symbol, and every training and validation sample
+    assert after.panel_normalisation == before.panel_normalisation
+    for name in ("train", "validation"):
+        for field in ("inputs", "targets", "last_close", "next_close", "target_dates", "symbols"):
+            np.testing.assert_array_equal(getattr(after.splits[name], field), getattr(before.splits[name], field))
+    # the model: trained twice, the same weights
+    models = []
+    for prepared in (before, after):
+        per_symbol = prepared.panel_normalisation
+        assert per_symbol is not None
+        train, validation = (features.normalise_panel(prepared.splits[n], per_symbol)  # type: ignore[arg-type]
+                             for n in ("train", "validation"))
+        data = features.TrainingData(train, validation, prepared.normalisation, np.zeros((0, 4)), np.zeros((0, 1)))
+        models.append(training.train_model(data, params.model, params.train, params.base.seed).model)
+    for first, second in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_array_equal(first, second)
+    # the baselines: every symbol's training closes, hence its drift and the naive scale
+    closes = [panel_evaluation.training_closes_by_symbol(p.bars) for p in (before, after)]
+    assert closes[0].keys() == closes[1].keys()
+    for symbol in SYMBOLS:
+        np.testing.assert_array_equal(closes[0][symbol], closes[1][symbol])
+    # the forecasts of the other symbols' test days are unchanged, and BBB's first test day's too
+    test_before, test_after = before.splits["test"], after.splits["test"]
+    assert isinstance(test_before, features.PanelWindows) and isinstance(test_after, features.PanelWindows)
+    forecasts = [panel_evaluation.forecast_panel(models[0], t, before.panel_normalisation)[0]  # type: ignore[arg-type]
+                 for t in (test_before, test_after)]
+    unchanged = (test_before.symbols != "BBB") | (test_before.target_dates == test_before.target_dates.min())
+    np.testing.assert_array_equal(forecasts[0][unchanged], forecasts[1][unchanged])
+    assert not np.array_equal(forecasts[0][~unchanged], forecasts[1][~unchanged])
+
+
+# --- pooled and per-symbol figures ----------------------------------------------------------
+
+def test_pooled_figures_weigh_every_symbol_day_and_test_on_days():
+    params = panel_params()
+    prepared = prepare(panel_bars())
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None
+    validation, test = prepared.splits["validation"], prepared.splits["test"]
+    assert isinstance(validation, features.PanelWindows) and isinstance(test, features.PanelWindows)
+    network = ConstantNetwork([0.2, 0.4])  # 0.3 of each symbol's target scale, up, every day
+    result = panel_evaluation.evaluate_panel(network, prepared.bars.assign(
+        date=prepared.bars["date"].dt.strftime("%Y-%m-%d")), validation, test, per_symbol, params.evaluate, 42)
+    report, table = result.report, result.panel_predictions
+
+    assert list(table.columns) == list(panel_evaluation.PANEL_PREDICTION_COLUMNS)
+    assert len(table) == report["n_test"] == len(test.targets)
+    scales = np.array([per_symbol[s].target_scale for s in table["symbol"]])
+    np.testing.assert_allclose(table["model"], table["persistence"] * np.exp(0.3 * scales), rtol=1e-6)
+    # the pooled ratio recomputes from the CSV: relative errors, every symbol-day alike
+    relative = (table["model"] - table["actual"]) / table["persistence"]
+    reference = (table["persistence"] - table["actual"]) / table["persistence"]
+    ratio = math.sqrt(np.mean(relative**2)) / math.sqrt(np.mean(reference**2))
+    assert report["panel"]["rmse_ratio_persistence"] == pytest.approx(ratio, rel=1e-12)
+    assert report["rmse_ratio_persistence"] == pytest.approx(ratio, rel=1e-9)
+    # Diebold-Mariano on each day's summed loss differential
+    frame = pd.DataFrame({"date": table["date"], "d": relative**2 - reference**2})
+    daily = frame.groupby("date")["d"].sum().to_numpy()
+    statistic = daily.mean() / math.sqrt(daily.var(ddof=1) / len(daily)) * math.sqrt((len(daily) - 1) / len(daily))
+    from scipy.stats import t as student_t
+
+    assert report["panel"]["dm_p_value"] == pytest.approx(student_t.cdf(statistic, len(daily) - 1), rel=1e-9)
+    assert report["panel"]["days"] == len(daily)
+    assert report["panel"]["symbols"] == 3
+    # per symbol: its own days alone
+    for symbol in SYMBOLS:
+        mine = table["symbol"] == symbol
+        figures = report["panel"]["per_symbol"][symbol]
+        assert figures["n"] == mine.sum()
+        assert figures["rmse_ratio_persistence"] == pytest.approx(
+            significance.rmse_ratio(relative[mine].to_numpy(), reference[mine].to_numpy()), rel=1e-12)
+        assert figures["dm_p_value"] == pytest.approx(
+            significance.diebold_mariano(relative[mine].to_numpy(), reference[mine].to_numpy()), rel=1e-12)
+    # intervals: each symbol's width follows its own scale; the pooled coverage is what the CSV says
+    inside = (table["lower"] <= table["actual"]) & (table["actual"] <= table["upper"])
+    assert report["interval_coverage"] == pytest.approx(inside.mean())
+    half = np.log(table["upper"] / table["model"]) / scales
+    np.testing.assert_allclose(half, half.iloc[0], rtol=1e-9)
+    # predictions.csv: relative to each last close
+    np.testing.assert_allclose(result.predictions["model"], table["model"] / table["persistence"])
+    assert (result.predictions["persistence"] == 1.0).all()
+
+
+def test_a_perfect_model_on_a_panel_beats_persistence_by_name():
+    class Perfect:
+        """Forecasts each sample's own realised target (a look at the future, for the test only)."""
+
+        def __init__(self, targets):
+            self.targets = targets
+
+        def __call__(self, inputs):
+            assert len(inputs) == len(self.targets)
+            return self.targets[:, None]
+
+        def member_outputs(self, inputs):
+            return np.stack([self(inputs)[:, 0]] * 2)
+
+    prepared = prepare(panel_bars())
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None
+    validation, test = prepared.splits["validation"], prepared.splits["test"]
+    assert isinstance(validation, features.PanelWindows) and isinstance(test, features.PanelWindows)
+    scaled_test = features.normalise_panel(test, per_symbol)
+    forecasts, members = panel_evaluation.forecast_panel(Perfect(scaled_test.targets), test, per_symbol)
+    np.testing.assert_allclose(forecasts, test.next_close, rtol=1e-6)
+    assert members.shape == (2, len(test.targets))
+
+
+# --- the stages -----------------------------------------------------------------------------
+
+def write_long_and_wide(directory: Path) -> None:
+    bars = panel_bars()[["date", "symbol", "close"]]
+    long = bars.assign(date=bars["date"].dt.strftime("%Y-%m-%d"))
+    (directory / "long.csv").write_text(long.to_csv(index=False))
+    wide = long.pivot(index="date", columns="symbol", values="close").reset_index()
+    (directory / "wide.csv").write_text(wide.to_csv(index=False))
+
+
+def test_a_long_and_a_wide_csv_give_identical_prepared_data(workspace):
+    write_long_and_wide(workspace)
+    outputs = {}
+    for name in ("long", "wide"):
+        write_params(workspace, tiny_params(data={"source": "panel_csv", "path": f"{name}.csv", "start": None,
+                                                  "end": None}, features={"volume": False}))
+        assert main(["prepare"]) == 0
+        prepared = Path("data/prepared")
+        summary = json.loads((prepared / "prepared.json").read_text())
+        summary.pop("source")
+        outputs[name] = ((prepared / "windows.npz").read_bytes(), (prepared / "bars.csv").read_bytes(), summary)
+    assert outputs["long"] == outputs["wide"]
+    assert outputs["long"][2]["panel"]["symbols"] == list(SYMBOLS)
+
+
+def test_a_panel_with_too_few_days_for_a_symbol_exits_2_naming_it(workspace, capsys):
+    bars = panel_bars()[["date", "symbol", "close"]]
+    bars = bars[(bars["symbol"] != "CCC") | (bars.groupby("symbol").cumcount() < 12)]
+    (workspace / "short.csv").write_text(bars.assign(date=bars["date"].dt.strftime("%Y-%m-%d")).to_csv(index=False))
+    write_params(workspace, tiny_params(data={"source": "panel_csv", "path": "short.csv", "start": None,
+                                              "end": None}, features={"volume": False}))
+    assert main(["prepare"]) == 2
+    error = capsys.readouterr().err
+    assert "short.csv: symbol CCC: too few days: 2 training samples" in error
+    assert not Path("data/prepared").exists()
+
+
+@pytest.mark.slow
+def test_prepare_train_evaluate_on_a_panel(workspace, capsys):
+    """The stages on a 3-symbol CSV: the panel block, the CSV it recomputes from, and the
+    stages that do not take a panel yet say so."""
+    write_long_and_wide(workspace)
+    write_params(workspace, tiny_params(data={"source": "panel_csv", "path": "long.csv", "start": None,
+                                              "end": None}, features={"volume": False}))
+    for stage in ("prepare", "train", "evaluate"):
+        assert main([stage]) == 0, stage
+    out = capsys.readouterr().out
+    assert "pooled over 3 symbols" in out and "verdict:" in out
+    report = json.loads(Path("reports/metrics.json").read_text())
+    table = pd.read_csv("reports/panel_predictions.csv")
+    assert set(table["symbol"]) == set(SYMBOLS)
+    assert report["panel"]["symbols"] == 3
+    assert set(report["panel"]["per_symbol"]) == set(SYMBOLS)
+    relative = (table["model"] - table["actual"]) / table["persistence"]
+    reference = (table["persistence"] - table["actual"]) / table["persistence"]
+    assert report["panel"]["rmse_ratio_persistence"] == pytest.approx(
+        math.sqrt(np.mean(relative**2) / np.mean(reference**2)), rel=1e-9)
+    assert json.loads(Path("reports/scores.json").read_text()) == {"rmse_ratio": report["rmse_ratio_persistence"]}
+
+    assert main(["backtest"]) == 0
+    backtest = json.loads(Path("reports/backtest.json").read_text())
+    walked = pd.read_csv("reports/backtest.csv")
+    assert list(walked.columns[:3]) == ["date", "symbol", "fold"]
+    assert backtest["panel"]["symbols"] == 3 and backtest["panel"]["days"] == walked["date"].nunique()
+    relative = walked["model"] - walked["actual"]  # relative to each last close already
+    reference = walked["persistence"] - walked["actual"]
+    assert (walked["persistence"] == 1.0).all()
+    assert backtest["pooled"]["rmse_ratio_persistence"] == pytest.approx(
+        math.sqrt(np.mean(relative**2) / np.mean(reference**2)), rel=1e-9)
+    # backtest.days null: as many days as the test split has, so the same symbol-days
+    assert sorted(zip(walked["date"], walked["symbol"])) == sorted(zip(table["date"], table["symbol"]))
