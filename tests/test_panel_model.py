@@ -131,6 +131,26 @@ def test_walk_forward_folds_are_cut_in_days_for_every_symbol_at_once():
         assert len(fold.train) + len(fold.validation) == np.sum(samples.target_dates < forecast.min())
 
 
+def test_point_in_time_membership_trains_and_scores_members_days_only():
+    bars = panel_bars(gaps=False)
+    joined = bars["date"].iloc[140]  # CCC joins the index late in the validation period, AAA leaves
+    bars["member"] = True
+    bars.loc[(bars["symbol"] == "CCC") & (bars["date"] < joined), "member"] = False
+    bars.loc[(bars["symbol"] == "AAA") & (bars["date"] >= joined), "member"] = False
+    prepared = prepare(bars)
+    everyone = prepare(bars.drop(columns="member"))
+    for name, part in prepared.splits.items():
+        assert isinstance(part, features.PanelWindows)
+        ccc, aaa = part.target_dates[part.symbols == "CCC"], part.target_dates[part.symbols == "AAA"]
+        assert (ccc >= np.datetime64(joined, "D")).all() and (aaa < np.datetime64(joined, "D")).all(), name
+    assert "CCC" not in set(prepared.splits["train"].symbols)
+    assert "AAA" not in set(prepared.splits["test"].symbols)
+    assert set(prepared.splits["test"].symbols) == {"BBB", "CCC"}
+    # each symbol is still scaled by its own training period (its past, whether a member then or not)
+    assert prepared.panel_normalisation == everyone.panel_normalisation
+    assert prepared.bars["member"].dtype == bool
+
+
 # --- no symbol's test days inform training -------------------------------------------------
 
 def test_changing_one_symbols_bars_after_the_test_start_changes_nothing_before_it():

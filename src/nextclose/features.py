@@ -186,6 +186,15 @@ def make_panel_windows(bars: pd.DataFrame, params: FeatureParams) -> PanelWindow
     return select(windows, np.lexsort((windows.symbols, windows.target_dates)))  # type: ignore[return-value]
 
 
+def target_membership(bars: pd.DataFrame, windows: PanelWindows) -> np.ndarray:
+    """Whether each sample's symbol belonged to the index on its target day (the bars'
+    ``member`` column, point in time): only those samples are trained on and scored, so no
+    stock is traded before it joined the index or after it left."""
+    flags = bars.set_index(["symbol", "date"])["member"]
+    days = pd.MultiIndex.from_arrays([windows.symbols, pd.to_datetime(windows.target_dates)])
+    return flags.reindex(days).fillna(False).to_numpy(dtype=bool)
+
+
 def fit_panel_normalisation(train: PanelWindows, names: tuple[str, ...]) -> dict[str, Normalisation]:
     """Each symbol's statistics from its own training windows alone, so that a quiet stock and a
     volatile one both reach the global model in units of their own typical move."""

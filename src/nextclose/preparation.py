@@ -127,7 +127,15 @@ def prepare_panel(
     assert isinstance(train, features.PanelWindows)
     features.check_panel_symbols(train, selected["symbol"].to_numpy().astype(str), source, feature.window)
     names = features.feature_names(feature.volume, "open" in selected)
+    # From every training window of the symbol, a member of the index then or not: its own past
     per_symbol = features.fit_panel_normalisation(train, names)
+    if "member" in selected:  # point-in-time membership: train on and score members' days only
+        splits = {name: features.select(part, features.target_membership(selected, part))  # type: ignore[arg-type]
+                  for name, part in splits.items()}
+        for name, part in splits.items():
+            if len(part.targets) < features.MIN_SAMPLES_PER_SPLIT:
+                raise bars.DataError(f"{source}: the {name} split holds {len(part.targets)} samples of index "
+                                     f"members, at least {features.MIN_SAMPLES_PER_SPLIT} needed")
     validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
     labelled = selected.copy()
     labelled["split"] = np.where(
