@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nextclose import backtest, features, panel_evaluation, preparation, significance, training
+from nextclose import backtest, features, forecaster, panel_evaluation, preparation, significance, training
 from nextclose.cli import main
 from nextclose.params import parse_params
 
@@ -273,6 +273,68 @@ def test_a_perfect_model_on_a_panel_beats_persistence_by_name():
     assert members.shape == (2, len(test.targets))
 
 
+# --- forecasting a panel from bars ----------------------------------------------------------
+
+def trained_panel(bars: pd.DataFrame):
+    """A prepared panel, a tiny global model trained on it, and its forecaster calibration."""
+    params = panel_params()
+    prepared = prepare(bars, params)
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None
+    train, validation = (features.normalise_panel(prepared.splits[n], per_symbol)  # type: ignore[arg-type]
+                         for n in ("train", "validation"))
+    data = features.TrainingData(train, validation, prepared.normalisation, np.zeros((0, 4)), np.zeros((0, 1)))
+    network = training.train_model(data, params.model, params.train, params.base.seed).model
+    raw_validation = prepared.splits["validation"]
+    assert isinstance(raw_validation, features.PanelWindows)
+    calibration = forecaster.calibrate_panel(network, raw_validation, per_symbol, params.features)
+    return prepared, network, calibration
+
+
+def test_the_forecaster_answers_each_symbol_as_evaluate_scored_it():
+    bars = panel_bars()
+    prepared, network, calibration = trained_panel(bars)
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None and calibration.symbols == per_symbol
+    assert calibration.columns == ("date", "symbol", "open", "high", "low", "close", "volume")
+    assert forecaster.Calibration.from_document(json.loads(json.dumps(calibration.document())), "c") == calibration
+    test = prepared.splits["test"]
+    assert isinstance(test, features.PanelWindows)
+    scored, _ = panel_evaluation.forecast_panel(network, test, per_symbol)
+    sent = bars.sample(frac=1.0, random_state=3)  # any row order: the forecaster sorts
+    answer = forecaster.forecast_table(network, forecaster.read_bars(sent, calibration, "sent"), calibration, 0.9,
+                                       every_day=True)
+    assert list(answer.columns) == list(forecaster.PANEL_OUTPUT_COLUMNS)
+    keyed = answer.set_index(["symbol", "date"])
+    for index in range(len(test.targets)):
+        row = keyed.loc[(test.symbols[index], str(test.target_dates[index]))]
+        assert row["forecast"] == pytest.approx(scored[index], rel=1e-5)
+        assert row["last_close"] == test.last_close[index]
+    latest = forecaster.forecast_table(network, forecaster.read_bars(bars, calibration, "sent"), calibration, 0.9)
+    assert latest["symbol"].tolist() == list(SYMBOLS)
+    # each symbol's interval is the pooled quantile in its own scale: a volatile symbol's is wider
+    half = np.log(latest["upper"] / latest["forecast"]).to_numpy()
+    scales = np.array([per_symbol[s].target_scale for s in SYMBOLS])
+    np.testing.assert_allclose(half / scales, half[0] / scales[0], rtol=1e-9)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda bars: bars.assign(symbol=bars["symbol"].replace("CCC", "ZZZ")),
+     "sent: symbol ZZZ is not one the model was trained on"),
+    (lambda bars: bars[(bars["symbol"] != "AAA") | (bars["date"] > bars["date"].iloc[-5])],
+     "sent: symbol AAA: 4 bars, but the model reads windows of 10 days"),
+    (lambda bars: bars.drop(columns="symbol"), "sent: no symbol column"),
+    (lambda bars: bars.astype({"close": object}).assign(close=["x"] + list(bars["close"].iloc[1:])),
+     r"sent: row 1 \(2018-01-02, symbol AAA\): close 'x' is not a number"),
+])
+def test_the_forecaster_refuses_bars_it_cannot_read_by_symbol(change, message):
+    bars = panel_bars(60, gaps=False)
+    calibration = forecaster.Calibration(10, True, (0.1,) * 20, {
+        symbol: features.identity_normalisation(features.feature_names(True)) for symbol in SYMBOLS})
+    with pytest.raises(features.DataError, match=message):
+        forecaster.read_bars(change(bars), calibration, "sent")
+
+
 # --- the stages -----------------------------------------------------------------------------
 
 def write_long_and_wide(directory: Path) -> None:
@@ -344,3 +406,17 @@ def test_prepare_train_evaluate_on_a_panel(workspace, capsys):
         math.sqrt(np.mean(relative**2) / np.mean(reference**2)), rel=1e-9)
     # backtest.days null: as many days as the test split has, so the same symbol-days
     assert sorted(zip(walked["date"], walked["symbol"])) == sorted(zip(table["date"], table["symbol"]))
+
+    # predict: one row per symbol; the logged pyfunc answers the same from bars with a symbol column
+    capsys.readouterr()
+    assert main(["predict", "--json"]) == 0
+    answers = json.loads(capsys.readouterr().out)
+    assert [a["symbol"] for a in answers] == list(SYMBOLS)
+    import mlflow
+
+    logged = mlflow.pyfunc.load_model(json.loads(Path(".nextclose/train_run.json").read_text())["model_uri"])
+    sent = pd.read_csv("long.csv", dtype={"symbol": str})
+    served = logged.predict(sent.astype({"close": float}))
+    assert served["symbol"].tolist() == list(SYMBOLS)
+    np.testing.assert_allclose(served["forecast"], [a["forecast"] for a in answers], rtol=1e-6)
+    assert served["date"].tolist() == [a["date"] for a in answers]

@@ -1,7 +1,9 @@
 """The panel table: daily closes (or bars) of many symbols in one long table.
 
 A panel has the columns ``date`` (``datetime64[ns]``, whole days), ``symbol`` (str) and
-``close``, optionally ``open, high, low`` (all three or none) and ``volume``, sorted by
+``close``, optionally ``open, high, low`` (all three or none), ``volume`` and ``member``
+(bool: the symbol belonged to the index that day, point in time; an index's constituents
+keep their bars before they joined and after they left, for the windows' history), sorted by
 (symbol, date). Each symbol keeps its own calendar: a day it did not trade has no row.
 :func:`read_panel_csv` reads a long file (a symbol column) or a wide one (a column of
 closes per symbol) into it; every error names the file, the row, the symbol and the rule.
@@ -23,7 +25,8 @@ from nextclose.errors import DataError
 SYMBOL_ALIASES = ("symbol", "ticker", "code", "instrument", "代码", "股票代码")
 OHLC_COLUMNS = ("open", "high", "low")
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
-PANEL_COLUMNS = ("date", "symbol") + VALUE_COLUMNS
+MEMBER_COLUMN = "member"  # bool: a member of the index that day (the constituent sources)
+PANEL_COLUMNS = ("date", "symbol") + VALUE_COLUMNS + (MEMBER_COLUMN,)
 LONG_LAYOUT = "a long panel has date, symbol, close and optionally open, high, low, volume"
 WIDE_LAYOUT = "a wide panel has a date column and one column of closes per symbol"
 
@@ -84,7 +87,9 @@ def panel_hash(table: pd.DataFrame) -> str:
         digest.update(len(encoded).to_bytes(4, "little") + encoded)  # prefixed: no two lists hash alike
     digest.update(codes.astype(np.int64).tobytes())
     for column in table.columns:
-        if column not in ("date", "symbol"):
+        if column == MEMBER_COLUMN:  # one byte a flag
+            digest.update(table[column].to_numpy(dtype=bool).astype(np.uint8).tobytes())
+        elif column not in ("date", "symbol"):
             digest.update(table[column].to_numpy(dtype=np.float64).tobytes())
     return digest.hexdigest()
 
@@ -269,6 +274,12 @@ def _check_rules(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:
     _check_values(table, rows, source)
     if "open" in table:
         _check_range(table, rows, source)
+    if MEMBER_COLUMN in table and not pd.api.types.is_bool_dtype(table[MEMBER_COLUMN].dtype):
+        flags = table[MEMBER_COLUMN]
+        bad = ~flags.isin([True, False]).to_numpy() | flags.isna().to_numpy()
+        where = _where(table, rows, int(np.flatnonzero(bad)[0]), source) if bad.any() else source
+        raise DataError(f"{where}: member must be true or false on every row (column of type "
+                        f"{flags.dtype}; a symbol's membership of the index that day)")
 
 
 def _refuse_repeated_days(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:

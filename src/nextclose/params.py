@@ -34,7 +34,8 @@ class BaseParams:
 
 @dataclasses.dataclass(frozen=True)
 class DataParams:
-    source: Literal["msft", "csv", "sp500", "panel_csv", "jqdata", "akshare", "baostock"]
+    source: Literal["msft", "csv", "sp500", "panel_csv", "jqdata", "akshare", "baostock",
+                    "akshare_constituents", "baostock_constituents"]
     path: Optional[str]
     symbol: str
     start: Optional[str]
@@ -50,8 +51,10 @@ class DataParams:
         return None if self.end is None else dt.date.fromisoformat(self.end)
 
 
+# An index's stocks from the network, each a member of the index or not on each day (point in time).
+CONSTITUENT_SOURCES = ("akshare_constituents", "baostock_constituents")
 # Sources of many symbols: one global model is trained across them.
-PANEL_SOURCES = ("sp500", "panel_csv")
+PANEL_SOURCES = ("sp500", "panel_csv") + CONSTITUENT_SOURCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,6 +304,16 @@ def _check_ranges(params: Params, file: str) -> None:
             symbols.parse_symbol(params.data.symbol)
         except symbols.SymbolError as error:
             fail("data.symbol", str(error))
+    if params.data.source in CONSTITUENT_SOURCES:
+        try:
+            symbols.constituent_index(params.data.symbol)
+        except symbols.SymbolError as error:
+            fail("data.symbol", str(error))
+        if params.data.start is None:  # null would mean every member since the index began, ~1000 stocks
+            fail("data.start", f"required when data.source is {params.data.source}: every stock that was a member "
+                               f"of the index between data.start and data.end is fetched, one call each (null would "
+                               f"reach back to the index's launch, 2005 for the CSI 300: about 1000 stocks); give "
+                               f"an ISO date, e.g. \"2018-01-01\"")
     if params.data.columns is not None:
         allowed = {"date", "symbol", "open", "high", "low", "close", "volume"}  # symbol: panel_csv
         bad = sorted(set(params.data.columns) - allowed)

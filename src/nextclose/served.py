@@ -3,9 +3,12 @@
 ``mlflow.pyfunc.load_model("models:/nextclose-lstm@champion").predict(bars)`` and
 ``mlflow models serve`` take a table of bars (``date, open, high, low, close[, volume]``,
 oldest first, at least ``features.window`` rows) and answer one row per forecast
-(:data:`nextclose.forecaster.OUTPUT_COLUMNS`). Inference params: ``interval``, the coverage
-(default :data:`SERVED_INTERVAL`), and ``every_day``, a forecast after every bar that ends a
-whole window rather than after the last one only (batch scoring of a whole file).
+(:data:`nextclose.forecaster.OUTPUT_COLUMNS`). A panel's model takes bars with a ``symbol``
+column (close-only when it was trained on closes), at least a window of each symbol, and
+answers one row per symbol (:data:`nextclose.forecaster.PANEL_OUTPUT_COLUMNS`). Inference
+params: ``interval``, the coverage (default :data:`SERVED_INTERVAL`), and ``every_day``, a
+forecast after every bar that ends a whole window rather than after the last one only (batch
+scoring of a whole file).
 
 The model folder carries the network (``model.keras``), its calibration and nextclose's own
 code (MLflow's ``code_paths``), so it loads wherever its pinned packages are installed. A
@@ -79,9 +82,14 @@ def takes_bars(signature: Any) -> bool:
 def bars_example(bars: pd.DataFrame, calibration: forecaster.Calibration) -> pd.DataFrame:
     """Real bars as a caller sends them: the last window of ``bars`` with the columns the model
     reads, dates as ISO strings, values as floats (JSON's numbers)."""
-    example = bars.loc[:, list(calibration.columns)].tail(calibration.window).reset_index(drop=True)
+    chosen = bars.loc[:, list(calibration.columns)]
+    if calibration.symbols is None:
+        example = chosen.tail(calibration.window).reset_index(drop=True)
+    else:  # the last window of every symbol
+        example = chosen.groupby("symbol", sort=True).tail(calibration.window).reset_index(drop=True)
     example["date"] = pd.to_datetime(example["date"]).dt.strftime("%Y-%m-%d")
-    return example.astype({column: "float64" for column in calibration.columns[1:]})
+    numbers = [column for column in calibration.columns[1:] if column != "symbol"]
+    return example.astype({column: "float64" for column in numbers})
 
 
 def package_copy(directory: Path) -> Path:

@@ -26,7 +26,7 @@ import os
 import re
 import socket
 import time
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ import pandas as pd
 from nextclose import bars, symbols
 
 NETWORK_SOURCES = ("jqdata", "akshare", "baostock")
+T = TypeVar("T")
 
 # The module each source imports, which is also its distribution name on PyPI.
 LIBRARIES = {"jqdata": "jqdatasdk", "akshare": "akshare", "baostock": "baostock"}
@@ -394,20 +395,8 @@ def fetch(
     call = CALLS[source] if call is None else call
     first, last = start or EARLIEST_DATE, end or dt.date.today()
     where = f"data.source {source}: {symbol} ({code})"
-    delays = backoff_delays(retries, backoff)
-    frame = None
-    for attempt in range(retries + 1):
-        try:
-            frame = call(code, first, last)
-            break
-        except SourceError:
-            raise
-        except Exception as error:
-            kind = _failure_kind(error, source)
-            if kind in ("network", "rate") and attempt < retries:
-                sleep(delays[attempt])
-                continue
-            _raise_failure(source, where, kind, _describe(error, secrets), attempt + 1)
+    frame = call_with_retries(lambda: call(code, first, last), source, where, retries=retries, backoff=backoff,
+                              sleep=sleep, secrets=secrets)
     if frame is None or len(frame) == 0:
         table = pd.DataFrame({"date": pd.Series([], dtype=DATE_DTYPE)})
     else:
@@ -420,16 +409,53 @@ def fetch(
     return table
 
 
-def _raise_failure(source: str, where: str, kind: Optional[str], what: str, attempts: int) -> None:
+def call_with_retries(
+    call: Callable[[], T],
+    source: str,
+    where: str,
+    *,
+    retries: int = 3,
+    backoff: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+    secrets: tuple[str, ...] = (),
+    server: Optional[str] = None,
+    hint: Optional[str] = None,
+) -> T:
+    """``call()``, retried like :func:`fetch` retries: connection errors, timeouts and rate limits
+    ``retries`` times after the waits of :func:`backoff_delays`, anything else not at all.
+
+    ``source`` is the library's source (jqdata, akshare, baostock: its messages and failure
+    kinds); ``where`` starts every message; ``server`` and ``hint`` replace the source's
+    :data:`SERVERS` and :data:`NETWORK_HINTS` entries when the call reaches another server.
+    Raises :class:`SourceError`, with any of ``secrets`` blanked out.
+    """
+    delays = backoff_delays(retries, backoff)
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except SourceError:
+            raise
+        except Exception as error:
+            kind = _failure_kind(error, source)
+            if kind in ("network", "rate") and attempt < retries:
+                sleep(delays[attempt])
+                continue
+            _raise_failure(source, where, kind, _describe(error, secrets), attempt + 1, server, hint)
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _raise_failure(source: str, where: str, kind: Optional[str], what: str, attempts: int,
+                   server: Optional[str] = None, hint: Optional[str] = None) -> None:
     tries = f"{attempts} attempt{'s' if attempts != 1 else ''}"
+    server = server or SERVERS[source]
     if kind == "network":
         raise NetworkError(
-            f"{where}: network error, could not reach {SERVERS[source]} after {tries} ({what}): "
-            f"{NETWORK_HINTS[source]}, then run again"
+            f"{where}: network error, could not reach {server} after {tries} ({what}): "
+            f"{hint or NETWORK_HINTS[source]}, then run again"
         ) from None
     if kind == "rate":
         raise RateLimited(
-            f"{where}: rate limited by {SERVERS[source]} after {tries} ({what}): wait and run "
+            f"{where}: rate limited by {server} after {tries} ({what}): wait and run "
             f"again" + (" (JoinQuant's daily quota resets overnight)" if source == "jqdata" else "")
         ) from None
     if kind == "login":

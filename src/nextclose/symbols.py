@@ -47,3 +47,23 @@ def parse_symbol(symbol: str | int) -> tuple[str, str]:
             f"e.g. 000300 is the CSI 300, 000001 the SSE Composite, 399001 the SZSE Component"
         )
     return exchange, code
+
+
+# The indices whose point-in-time constituents index-constitution ships (its name for each), by
+# code: the CSI indices have a Shanghai code (000300) and a Shenzhen one (399300).
+CONSTITUENT_INDICES = {"000300": "csi300", "399300": "csi300", "000905": "csi500", "399905": "csi500"}
+INDEX_NAMES = {"csi300": "CSI 300", "csi500": "CSI 500"}
+
+
+def constituent_index(symbol: str | int) -> str:
+    """index-constitution's name of the index ``symbol`` (e.g. ``"csi300"`` for 000300), or
+    :class:`SymbolError` naming the indices whose members are known."""
+    _, code = parse_symbol(symbol)
+    if code not in CONSTITUENT_INDICES:
+        known = ", ".join(f"{code} ({INDEX_NAMES[name]})" for code, name in CONSTITUENT_INDICES.items()
+                          if code.startswith("000"))
+        raise SymbolError(
+            f"data.symbol {symbol!r}: no point-in-time membership for this index; the constituent sources "
+            f"know {known}"
+        )
+    return CONSTITUENT_INDICES[code]

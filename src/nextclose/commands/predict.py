@@ -38,10 +38,17 @@ def read_latest_bars(params: Params, csv_path: Optional[str]) -> tuple[pd.DataFr
     ``data.end`` is not applied: the forecast starts from the latest bar (``--as-of`` cuts the
     history instead); ``data.start`` only bounds what a network source fetches."""
     data = params.data
-    if data.source in PANEL_SOURCES and csv_path is None:
-        raise UserError(f"params.yaml: data.source {data.source}: nextclose predict forecasts one series, and "
-                        f"forecasting every symbol of a panel is not built yet; pass one symbol's bars with --csv "
-                        f"and a single-series model (--model)")
+    if data.source in PANEL_SOURCES:  # every symbol's bars: the model answers one row per symbol
+        from nextclose import panels
+
+        if csv_path is not None or data.source == "panel_csv":
+            path = csv_path or data.path
+            assert path is not None  # the params check guarantees it
+            return panels.read_panel_csv(path, data.columns), path
+        if data.source == "sp500":
+            return panels.load_sp500(), "skfolio.datasets.load_sp500_dataset"
+        raise UserError(f"params.yaml: data.source {data.source}: nextclose predict reads a panel from "
+                        f"data/prepared's source only for sp500 and panel_csv; pass the bars with --csv")
     if csv_path is not None:
         table, source = bars.read_csv_bars(csv_path, data.columns), csv_path
     elif data.source == "msft":
@@ -178,6 +185,9 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
             print(f"wrote {len(answer)} forecasts ({answer['date'].iloc[0]} .. {answer['date'].iloc[-1]}) "
                   f"by {uri} to {output}", file=sys.stderr)
         return
+    if "symbol" in answer.columns:
+        _print_panel(answer, full, table, uri, version, coverage, source, as_json)
+        return
     row = answer.iloc[-1].copy()
     actual = None
     if len(table) < len(full):  # --as-of looked back: the next bar is known, holidays and all
@@ -198,3 +208,30 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
     if actual is not None:
         inside = row["lower"] <= actual <= row["upper"]
         print(f"actual close that day: {actual:.4f} ({'inside' if inside else 'outside'} the interval)")
+
+
+def _print_panel(answer: pd.DataFrame, full: pd.DataFrame, table: pd.DataFrame, uri: str, version: Optional[str],
+                 coverage: float, source: str, as_json: bool) -> None:
+    """A panel's forecasts: one row per symbol (with --as-of, each symbol's next close beside it)."""
+    actual: dict[str, Optional[float]] = {}
+    for symbol, rows in full.groupby("symbol"):
+        later = rows.loc[rows["date"] > table.loc[table["symbol"] == symbol, "date"].max()]
+        actual[str(symbol)] = float(later["close"].iloc[0]) if len(table) < len(full) and len(later) else None
+    if as_json:
+        print(json.dumps([
+            {"symbol": row["symbol"], "date": row["date"],
+             **{key: _number(row[key]) for key in ("last_close", "forecast", "lower", "upper")},
+             "model_uri": uri, "last_date": row["last_date"], "model_version": version, "interval": coverage,
+             "actual": actual.get(row["symbol"])}
+            for _, row in answer.iterrows()
+        ]))
+        return
+    print(f"model: {uri}" + (f" (version {version})" if version else ""))
+    print(f"bars: {source}, {len(answer)} symbols; {coverage:.0%} intervals")
+    print(f"{'symbol':<10}{'last bar':>12}{'close':>12}{'for':>12}{'forecast':>12}{'lower':>12}{'upper':>12}"
+          + (f"{'actual':>12}" if any(v is not None for v in actual.values()) else ""))
+    for _, row in answer.iterrows():
+        known = actual.get(row["symbol"])
+        print(f"{row['symbol']:<10}{row['last_date']:>12}{row['last_close']:>12.4f}{row['date']:>12}"
+              f"{row['forecast']:>12.4f}{row['lower']:>12.4f}{row['upper']:>12.4f}"
+              + (f"{known:>12.4f}" if known is not None else ""))

@@ -16,6 +16,7 @@ from typing import Any
 
 from nextclose import atomic, layout, metrics, registry, training
 from nextclose.errors import UserError
+from nextclose.features import PanelWindows
 from nextclose.params import Params
 
 
@@ -72,8 +73,7 @@ def main(params: Params) -> None:
 
     data = layout.read_training_data()
     tutorial_kind = params.model.kind == "tutorial"
-    panel = layout.read_panel_normalisation() is not None
-    if panel and tutorial_kind:
+    if tutorial_kind and layout.read_panel_normalisation() is not None:
         raise UserError(f"{layout.PREPARED_DIR}: holds a panel of symbols, but model.kind tutorial reads one "
                         f"series (the tutorial's index); train the lstm (model.kind: lstm) on a panel")
     with tracking.stage_run("train") as run:
@@ -132,12 +132,7 @@ def main(params: Params) -> None:
         name = registry.registered_name(params.model.kind)
         step = final.step if tutorial_kind else result.best_step  # the curve's point the model is
         calibration = None
-        if panel:  # the network alone, reading windows already scaled per symbol (data/prepared)
-            logged = tracking.log_keras_model(
-                result.model, data.validation.inputs[:5], name=tracking.model_name(params),
-                registered_model_name=name, exported=True, step=step,
-            )
-        elif tutorial_kind:
+        if tutorial_kind:
             logged = tracking.log_keras_model(
                 result.model, input_example, name=tracking.model_name(params), registered_model_name=name,
                 exported=True,  # a custom class; its graph loads without nextclose
@@ -146,7 +141,13 @@ def main(params: Params) -> None:
         else:  # the served model takes bars: windowing and scaling inside (nextclose.served)
             from nextclose import forecaster, served
 
-            calibration = forecaster.calibrate(result.model, data.validation, params.features)
+            per_symbol = layout.read_panel_normalisation()
+            if per_symbol is None:
+                calibration = forecaster.calibrate(result.model, data.validation, params.features)
+            else:  # bars with a symbol column in, one forecast per symbol out
+                validation = layout.read_windows()["validation"]  # in prices: data.validation is scaled
+                assert isinstance(validation, PanelWindows)
+                calibration = forecaster.calibrate_panel(result.model, validation, per_symbol, params.features)
             seen_bars = layout.read_prepared_bars().query("split != 'test'")  # the example: real, not test
             logged = served.log_bars_model(
                 result.model, calibration, served.bars_example(seen_bars, calibration),
