@@ -60,6 +60,7 @@ mutate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r bench/requirements.txt
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/run.py
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/panel.py
 
 clean:
 	rm -rf $(VENV)

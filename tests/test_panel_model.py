@@ -414,7 +414,13 @@ def test_prepare_train_evaluate_on_a_panel(workspace, capsys):
     assert [a["symbol"] for a in answers] == list(SYMBOLS)
     import mlflow
 
-    logged = mlflow.pyfunc.load_model(json.loads(Path(".nextclose/train_run.json").read_text())["model_uri"])
+    train_run = json.loads(Path(".nextclose/train_run.json").read_text())
+    assert train_run["registered_model"] == "nextclose-lstm-panel"  # not comparable with one series' models
+    assert main(["champion", "--panel"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--json"]) == 0  # now through models:/nextclose-lstm-panel@champion
+    assert [a["model_uri"] for a in json.loads(capsys.readouterr().out)] == ["models:/nextclose-lstm-panel/1"] * 3
+    logged = mlflow.pyfunc.load_model(train_run["model_uri"])
     sent = pd.read_csv("long.csv", dtype={"symbol": str})
     served = logged.predict(sent.astype({"close": float}))
     assert served["symbol"].tolist() == list(SYMBOLS)

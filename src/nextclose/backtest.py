@@ -306,4 +306,5 @@ def tracked_metrics(backtest: dict[str, Any]) -> dict[str, float]:
     """backtest.json flattened for MLflow as evaluate's figures are: pooled figures as they are,
     ``baseline/drift_dm_p_value``, ``members/rmse_ratio_persistence_mean``, ..."""
     return evaluation.tracked_metrics(
-        backtest["pooled"] | {"baselines": backtest.get("baselines", {}), "seeds": backtest.get("seeds", {})})
+        backtest["pooled"] | {"baselines": backtest.get("baselines", {}), "seeds": backtest.get("seeds", {}),
+                              "panel": backtest.get("panel", {})})

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     champion = commands.add_parser("champion", help=champion_help, description=champion_help)
     champion.add_argument("--kind", default="lstm", choices=("lstm", "tutorial"),
                           help="which registered model, nextclose-<kind> (default: %(default)s)")
+    champion.add_argument("--panel", action="store_true",
+                          help="the global models of panels (nextclose-lstm-panel), not the single-series ones")
     champion.add_argument("--metric", default=None, choices=registry.TRAIN_METRICS + registry.EXECUTION_METRICS,
                           help="lower is better; best_val_loss (the ensemble's validation loss) and final_cost "
                           "come from the training run, backtest_rmse_ratio from its pipeline execution; never "
@@ -151,7 +153,7 @@ def run_command(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "champion":
             from nextclose.commands import champion
 
-            champion.main(args.kind, args.metric or registry.DEFAULT_METRIC[args.kind])
+            champion.main(args.kind, args.metric or registry.DEFAULT_METRIC[args.kind], args.panel)
             return 0
         if args.command == "predict":
             if args.output is not None and not args.all:

@@ -13,6 +13,7 @@ The walk-forward backtest (:mod:`nextclose.backtest`) reuses these pieces.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -250,8 +251,9 @@ def _numbers(figures: dict[str, Any]) -> dict[str, float]:
 def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
     """metrics.json flattened for MLflow: the headline ``rmse_ratio_persistence`` first (MLflow's
     compare view plots the first metric a run logged), the model's other keys as they are, the
-    baselines' under ``baseline/`` (``baseline/drift_mase``) and the members' spread under
-    ``members/`` (``members/rmse_mean``, ``members/count``): the UI draws each prefix as a section."""
+    baselines' under ``baseline/`` (``baseline/drift_mase``), the members' spread under
+    ``members/`` (``members/rmse_mean``, ``members/count``) and a panel's symbols under ``symbol/``
+    (``symbol/AAPL_rmse_ratio_persistence``): the UI draws each prefix as a section."""
     model = _numbers(report)
     flat = {key: model.pop(key) for key in ("rmse_ratio_persistence",) if key in model} | model
     for name, scores in report.get("baselines", {}).items():
@@ -261,6 +263,9 @@ def tracked_metrics(report: dict[str, Any]) -> dict[str, float]:
             flat.update({f"members/{key}_{stat}": float(figure) for stat, figure in value.items()})
         else:
             flat[f"members/{key}"] = float(value)
+    for symbol, figures in report.get("panel", {}).get("per_symbol", {}).items():  # a panel: each symbol's
+        name = re.sub(r"[^\w\-. /]", "_", symbol)  # the characters MLflow allows in a metric's name
+        flat.update({f"symbol/{name}_{key}": value for key, value in _numbers(figures).items()})
     return flat
 
 

@@ -155,9 +155,11 @@ def read_raw(directory: Path = RAW_DIR) -> Optional[tuple[dict[str, Any], pd.Dat
     meta_file, bars_file = directory / "raw.json", directory / "bars.csv"
     if not meta_file.exists() or not bars_file.exists():
         return None
-    table = pd.read_csv(bars_file, parse_dates=["date"])
-    numbers = [column for column in table.columns if column != "date"]
+    table = pd.read_csv(bars_file, parse_dates=["date"], dtype={"symbol": str})  # a panel's symbols as text
+    numbers = [column for column in table.columns if column not in ("date", "symbol", "member")]
     table[numbers] = table[numbers].astype(np.float64)
+    if "member" in table:  # a constituent panel's point-in-time membership
+        table["member"] = table["member"].astype(bool)
     return json.loads(meta_file.read_text()), table
 
 

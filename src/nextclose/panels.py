@@ -274,12 +274,8 @@ def _check_rules(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:
     _check_values(table, rows, source)
     if "open" in table:
         _check_range(table, rows, source)
-    if MEMBER_COLUMN in table and not pd.api.types.is_bool_dtype(table[MEMBER_COLUMN].dtype):
-        flags = table[MEMBER_COLUMN]
-        bad = ~flags.isin([True, False]).to_numpy() | flags.isna().to_numpy()
-        where = _where(table, rows, int(np.flatnonzero(bad)[0]), source) if bad.any() else source
-        raise DataError(f"{where}: member must be true or false on every row (column of type "
-                        f"{flags.dtype}; a symbol's membership of the index that day)")
+    if MEMBER_COLUMN in table:
+        _check_member(table, rows, source)
 
 
 def _refuse_repeated_days(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:
@@ -317,6 +313,16 @@ def _check_values(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:
             position = int(np.flatnonzero(bad)[0])
             raise DataError(f"{_where(table, rows, position, source)}: volume is missing, not finite, negative "
                             f"or too large ({volume[position]:g})")
+
+
+def _check_member(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:
+    """``member`` is a bool column (true or false on every row, no missing value)."""
+    flags = table[MEMBER_COLUMN]
+    bad = flags.isna().to_numpy() | ~flags.isin([True, False]).to_numpy()
+    if bad.any() or not pd.api.types.is_bool_dtype(flags.dtype):
+        where = _where(table, rows, int(np.flatnonzero(bad)[0]), source) if bad.any() else source
+        raise DataError(f"{where}: member must be true or false on every row (the symbol's membership of the "
+                        f"index that day; the column's type is {flags.dtype})")
 
 
 def _check_range(table: pd.DataFrame, rows: np.ndarray, source: str) -> None:

@@ -36,9 +36,10 @@ def metric_split(metric: str) -> str:
     return SPLITS[metric]
 
 
-def registered_name(kind: str) -> str:
-    """One registered model per model kind: their figures are not comparable."""
-    return f"nextclose-{kind}"
+def registered_name(kind: str, panel: bool = False) -> str:
+    """One registered model per model kind, and one for the global models of panels: their
+    figures are not comparable, and a panel's model takes bars with a symbol column."""
+    return f"nextclose-{kind}" + ("-panel" if panel else "")
 
 
 def _usable(figure: Optional[float]) -> bool:

@@ -49,7 +49,7 @@ def takes_bars(name: str, version: str) -> bool:
         return False
 
 
-def main(kind: str, metric: str) -> None:
+def main(kind: str, metric: str, panel: bool = False) -> None:
     from nextclose import tracking
 
     mlflow = tracking.mlflow_api()
@@ -58,7 +58,7 @@ def main(kind: str, metric: str) -> None:
         client = tracking.open_client()
         for note in tracking.mark_dead_runs(client):
             print(f"note: {note}")
-    name = registry.registered_name(kind)
+    name = registry.registered_name(kind, panel)
     versions = client.search_model_versions(f"name = '{name}'")
     if not versions:
         raise registry.RegistryError(

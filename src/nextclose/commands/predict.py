@@ -125,7 +125,7 @@ def _workspace_forecast() -> Forecast:
     return forecast
 
 
-def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecast]:
+def resolve_model(model_uri: Optional[str], panel: bool = False) -> tuple[str, Optional[str], Forecast]:
     """The model to use: its URI (a registry version pinned), its registered version, and its forecast."""
     from nextclose import tracking
 
@@ -135,11 +135,13 @@ def resolve_model(model_uri: Optional[str]) -> tuple[str, Optional[str], Forecas
         client = tracking.open_client()
     if model_uri is not None:
         return model_uri, _registered_version(client, model_uri), _registered_forecast(model_uri)
-    name = registry.registered_name("lstm")
+    name = registry.registered_name("lstm", panel)
+    champion_uri = f"models:/{name}@champion"
     try:
         version = client.get_model_version_by_alias(name, "champion")
     except mlflow.exceptions.MlflowException:
-        print(f"note: no {CHAMPION_URI} in {tracking.tracking_uri()} (run nextclose champion); "
+        print(f"note: no {champion_uri} in {tracking.tracking_uri()} (run nextclose champion"
+              f"{' --panel' if panel else ''}); "
               f"using the workspace's {WORKSPACE_MODEL}", file=sys.stderr)
         return WORKSPACE_MODEL, None, _workspace_forecast()
     pinned = f"models:/{name}/{version.version}"
@@ -173,7 +175,7 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
          as_json: bool, every_day: bool, output: Optional[str]) -> None:
     full, source = read_latest_bars(params, csv_path)
     table = cut_at(full, as_of, source)
-    uri, version, forecast = resolve_model(model_uri)
+    uri, version, forecast = resolve_model(model_uri, params.data.source in PANEL_SOURCES)
     coverage = params.evaluate.interval
     answer = forecast(table, source, coverage, every_day)
     if every_day:  # batch: one forecast per day, as a CSV file (or on stdout)

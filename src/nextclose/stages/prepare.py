@@ -15,7 +15,7 @@ from typing import Optional
 import pandas as pd
 
 from nextclose import atomic, bars, layout, panels, preparation
-from nextclose.params import DataParams, Params
+from nextclose.params import CONSTITUENT_SOURCES, DataParams, Params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +52,8 @@ def load_source(data: DataParams) -> Source:
         assert data.path is not None  # the params check guarantees it
         table = panels.read_panel_csv(data.path, data.columns)
         return Source(table, data.path, local_metadata("panel_csv", data.path, table))
+    if data.source in CONSTITUENT_SOURCES:
+        return load_constituents(data)
     from nextclose import sources
 
     earlier = layout.read_raw()
@@ -63,6 +65,29 @@ def load_source(data: DataParams) -> Source:
     table = sources.fetch(data.source, data.symbol, data.start_date, data.end_date)
     metadata = sources.raw_metadata(data.source, data.symbol, data.start_date, data.end_date, table)
     return Source(table, f"{data.source}:{metadata['library_symbol']}", metadata)
+
+
+def load_constituents(data: DataParams) -> Source:
+    """An index's members as a panel with their point-in-time ``member`` column: ``data/raw``'s
+    when it holds the same source, index, dates and membership data, else fetched (one call a stock)."""
+    from nextclose import constituents
+
+    assert data.start_date is not None  # the params check requires data.start for these sources
+    earlier = layout.read_raw()
+    if earlier is not None:
+        metadata, table = earlier
+        if (constituents.is_reusable(metadata, data.source, data.symbol, data.start_date, data.end_date)
+                and constituents.check_reused(table, metadata)):
+            return Source(table, f"{layout.RAW_DIR / 'bars.csv'} ({data.source})", metadata, reused=True)
+
+    def progress(done: int, total: int, symbol: str) -> None:
+        if done == 1 or done % 50 == 0 or done == total:
+            print(f"{data.source} {data.symbol}: {done}/{total} constituents fetched ({symbol})", flush=True)
+
+    table = constituents.fetch_constituent_panel(data.source, data.symbol, data.start_date, data.end_date,
+                                                 progress=progress)
+    metadata = constituents.raw_metadata(data.source, data.symbol, data.start_date, data.end_date, table)
+    return Source(table, f"{data.source}:{metadata['index']}", metadata)
 
 
 def local_metadata(source: str, path: Optional[str], table: pd.DataFrame) -> dict[str, object]:
@@ -97,6 +122,12 @@ def main(params: Params) -> None:
         how = "reused" if loaded.reused else "fetched"
         print(f"{how} {params.data.source} {params.data.symbol} bars "
               f"(fetched at {loaded.metadata['fetched_at']}; {layout.RAW_DIR / 'raw.json'})")
+        missing = loaded.metadata.get("missing")
+        if missing:  # members the library had no bars for: the panel is short of them
+            assert isinstance(missing, list)
+            print(f"warning: {len(missing)} of the {loaded.metadata['constituents']} constituents have no bars from "
+                  f"{params.data.source} in the period and are left out: {', '.join(missing[:20])}"
+                  + (" ..." if len(missing) > 20 else ""))
     print(
         f"prepared {summary['rows']} rows of {source} from {summary['first_date']} "
         f"to {summary['last_date']}: "

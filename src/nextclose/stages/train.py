@@ -129,7 +129,7 @@ def main(params: Params) -> None:
                 "final_loss": final.loss, "final_val_loss": summary["final_val_loss"],
                 "steps_run": result.steps_run,
             })
-        name = registry.registered_name(params.model.kind)
+        name = registry.registered_name(params.model.kind, panel=layout.read_panel_normalisation() is not None)
         step = final.step if tutorial_kind else result.best_step  # the curve's point the model is
         calibration = None
         if tutorial_kind:
