@@ -97,11 +97,20 @@ def test_each_symbol_is_scaled_by_its_own_training_windows():
     np.testing.assert_array_equal(scaled.next_close, train.next_close)
 
 
-def test_a_symbol_with_too_few_training_days_is_refused_by_name():
-    bars = panel_bars()
-    late = bars[(bars["symbol"] != "CCC") | (bars["date"] > bars["date"].iloc[150])]
-    with pytest.raises(features.DataError, match=r"panel.csv: symbol CCC: too few days: \d+ training samples"):
-        prepare(late.reset_index(drop=True))
+def test_a_symbol_listed_after_the_training_period_is_scaled_by_the_panels_median():
+    bars = panel_bars(gaps=False)
+    late = bars[(bars["symbol"] != "CCC") | (bars["date"] > bars["date"].iloc[150])].reset_index(drop=True)
+    prepared = prepare(late)
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None and prepared.median_scaled == ("CCC",)
+    assert "CCC" not in set(prepared.splits["train"].symbols) and "CCC" in set(prepared.splits["test"].symbols)
+    others = (per_symbol["AAA"], per_symbol["BBB"])
+    assert per_symbol["CCC"].target_scale == pytest.approx(np.median([n.target_scale for n in others]))
+    np.testing.assert_allclose(per_symbol["CCC"].std, np.median([n.std for n in others], axis=0))
+    assert prepared.summary()["panel"]["scaled_by_panel_median"] == ["CCC"]
+    # the others' statistics are their own, as without the late stock
+    alone = prepare(late[late["symbol"] != "CCC"].reset_index(drop=True)).panel_normalisation
+    assert alone is not None and {s: per_symbol[s] for s in ("AAA", "BBB")} == alone
 
 
 def test_a_close_only_panel_reads_the_close_alone():
@@ -368,7 +377,7 @@ def test_a_panel_with_too_few_days_for_a_symbol_exits_2_naming_it(workspace, cap
                                               "end": None}, features={"volume": False}))
     assert main(["prepare"]) == 2
     error = capsys.readouterr().err
-    assert "short.csv: symbol CCC: too few days: 2 training samples" in error
+    assert "short.csv: symbol CCC: too few days: 12 rows give 2 samples, at least 5 needed" in error
     assert not Path("data/prepared").exists()
 
 

@@ -161,7 +161,7 @@ def forecast_panel_fold(
                                for index in (fold.train, fold.validation, fold.forecast))
     assert isinstance(train, features.PanelWindows) and isinstance(validation, features.PanelWindows)
     assert isinstance(days, features.PanelWindows)
-    per_symbol = features.fit_panel_normalisation(train, feature_names)
+    per_symbol = features.fit_panel_normalisation(train, feature_names, list(np.unique(samples.symbols)))
     network = train_ensemble(features.normalise_panel(train, per_symbol),
                              features.normalise_panel(validation, per_symbol),
                              features.identity_normalisation(feature_names))

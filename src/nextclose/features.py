@@ -11,7 +11,7 @@ close is ever a training target.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -195,11 +195,34 @@ def target_membership(bars: pd.DataFrame, windows: PanelWindows) -> np.ndarray:
     return flags.reindex(days).fillna(False).to_numpy(dtype=bool)
 
 
-def fit_panel_normalisation(train: PanelWindows, names: tuple[str, ...]) -> dict[str, Normalisation]:
+def fit_panel_normalisation(
+    train: PanelWindows, names: tuple[str, ...], symbols: Optional[Sequence[str]] = None,
+) -> dict[str, Normalisation]:
     """Each symbol's statistics from its own training windows alone, so that a quiet stock and a
-    volatile one both reach the global model in units of their own typical move."""
-    return {str(symbol): fit_normalisation(select(train, train.symbols == symbol), names)
-            for symbol in np.unique(train.symbols)}
+    volatile one both reach the global model in units of their own typical move.
+
+    A symbol of ``symbols`` with fewer than :data:`MIN_SAMPLES_PER_SPLIT` training windows (a
+    stock listed, or joining the index, after the training period) gets the median of the other
+    symbols' statistics: still fitted on training windows only, and no stock is left out because
+    of when it appeared (which would be survivorship bias in the other direction)."""
+    counts = {str(symbol): int(np.sum(train.symbols == symbol)) for symbol in np.unique(train.symbols)}
+    fitted = {symbol: fit_normalisation(select(train, train.symbols == symbol), names)
+              for symbol, count in counts.items() if count >= MIN_SAMPLES_PER_SPLIT}
+    wanted = sorted(set(counts) | set(map(str, symbols if symbols is not None else ())))
+    if not fitted:
+        raise DataError(f"no symbol has {MIN_SAMPLES_PER_SPLIT} training samples: the training period is too short")
+    median = Normalisation(
+        names,
+        tuple(float(v) for v in np.median([stats.mean for stats in fitted.values()], axis=0)),
+        tuple(float(v) for v in np.median([stats.std for stats in fitted.values()], axis=0)),
+        float(np.median([stats.target_scale for stats in fitted.values()])),
+    )
+    return {symbol: fitted.get(symbol, median) for symbol in wanted}
+
+
+def too_few_to_fit(train: PanelWindows, symbols: Sequence[str]) -> list[str]:
+    """The symbols :func:`fit_panel_normalisation` scales by the panel's median statistics."""
+    return [str(s) for s in symbols if int(np.sum(train.symbols == s)) < MIN_SAMPLES_PER_SPLIT]
 
 
 def identity_normalisation(names: tuple[str, ...]) -> Normalisation:
@@ -234,16 +257,16 @@ def normalise_panel(windows: PanelWindows, per_symbol: dict[str, Normalisation])
     return dataclasses.replace(windows, inputs=inputs, targets=targets.astype(np.float32))
 
 
-def check_panel_symbols(train: PanelWindows, symbols: np.ndarray, source: str, window: int) -> None:
-    """Every symbol needs training samples of its own: its normalisation is fitted on them."""
+def check_panel_symbols(windows: PanelWindows, symbols: np.ndarray, source: str, window: int) -> None:
+    """Every symbol needs days enough for a few samples of its own (each sample needs
+    ``window`` days of history and a next day)."""
     for symbol in np.unique(symbols):
-        count = int(np.sum(train.symbols == symbol))
+        count = int(np.sum(windows.symbols == symbol))
         if count < MIN_SAMPLES_PER_SPLIT:
             raise DataError(
-                f"{source}: symbol {symbol}: too few days: {count} training samples, at least "
-                f"{MIN_SAMPLES_PER_SPLIT} needed (its inputs are scaled by its own training period; each "
-                f"sample needs features.window={window} days of history and a next day); drop the symbol "
-                f"or move data.start or the split"
+                f"{source}: symbol {symbol}: too few days: {int(np.sum(symbols == symbol))} rows give {count} "
+                f"samples, at least {MIN_SAMPLES_PER_SPLIT} needed (each needs features.window={window} days of "
+                f"history and a next day: {window + MIN_SAMPLES_PER_SPLIT} rows); drop the symbol or move data.start"
             )
 
 

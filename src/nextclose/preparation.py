@@ -27,6 +27,8 @@ class Prepared:
     # A panel (bars with a symbol column): each symbol's statistics, by which its windows are
     # scaled before the global model reads them (its own ``normalisation`` is then the identity).
     panel_normalisation: Optional[dict[str, features.Normalisation]] = None
+    # Symbols with too few training samples of their own, scaled by the panel's median statistics
+    median_scaled: tuple[str, ...] = ()
 
     @property
     def is_panel(self) -> bool:
@@ -56,6 +58,7 @@ class Prepared:
         if self.panel_normalisation is not None:
             summary["panel"] = {
                 "symbols": sorted(self.panel_normalisation),
+                "scaled_by_panel_median": list(self.median_scaled),
                 "normalisation": {symbol: dataclasses.asdict(stats)
                                   for symbol, stats in sorted(self.panel_normalisation.items())},
             }
@@ -125,10 +128,12 @@ def prepare_panel(
     splits = features.split_windows(windows, boundaries, source, feature.window)
     train = splits["train"]
     assert isinstance(train, features.PanelWindows)
-    features.check_panel_symbols(train, selected["symbol"].to_numpy().astype(str), source, feature.window)
+    every_symbol = selected["symbol"].to_numpy().astype(str)
+    features.check_panel_symbols(windows, every_symbol, source, feature.window)
     names = features.feature_names(feature.volume, "open" in selected)
     # From every training window of the symbol, a member of the index then or not: its own past
-    per_symbol = features.fit_panel_normalisation(train, names)
+    per_symbol = features.fit_panel_normalisation(train, names, list(np.unique(every_symbol)))
+    median_scaled = features.too_few_to_fit(train, list(np.unique(every_symbol)))
     if "member" in selected:  # point-in-time membership: train on and score members' days only
         splits = {name: features.select(part, features.target_membership(selected, part))  # type: ignore[arg-type]
                   for name, part in splits.items()}
@@ -144,4 +149,4 @@ def prepare_panel(
     )
     no_sequence = np.zeros((0, 4), np.float32), np.zeros((0, 1), np.float32)  # the tutorial reads one series
     return Prepared(source, labelled, splits, features.identity_normalisation(names), *no_sequence,
-                    panels.panel_hash(selected), per_symbol)
+                    panels.panel_hash(selected), per_symbol, tuple(median_scaled))
