@@ -70,6 +70,25 @@ class Calibration:
             raise DataError(f"{source}: not a forecaster calibration ({error!r}); retrain the model") from None
 
 
+# Windows per call of the network on a panel: all of them at once would hold every member's
+# state for every day of every window (gigabytes for 20 stocks' histories).
+FORWARD_CHUNK = 2048
+
+
+def network_answers(network: Any, inputs: np.ndarray) -> np.ndarray:
+    """The served ensemble's outputs ``[n]`` over ``inputs``, :data:`FORWARD_CHUNK` at a time."""
+    if len(inputs) == 0:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(network(inputs[start:start + FORWARD_CHUNK]), dtype=np.float64).reshape(-1)
+                           for start in range(0, len(inputs), FORWARD_CHUNK)])
+
+
+def member_answers(network: Any, inputs: np.ndarray) -> np.ndarray:
+    """Each member's outputs ``[members, n]`` over ``inputs``, :data:`FORWARD_CHUNK` at a time."""
+    return np.concatenate([np.asarray(network.member_outputs(inputs[start:start + FORWARD_CHUNK]), dtype=np.float64)
+                           for start in range(0, len(inputs), FORWARD_CHUNK)], axis=1)
+
+
 def largest_coverage(calibration: Calibration) -> float:
     """A hair below the highest coverage the ``n`` validation residuals can give, ``n / (n + 1)``
     (below: so that rounding cannot make its rank ``n + 1``)."""
@@ -92,8 +111,7 @@ def calibrate_panel(network: Any, validation: features.PanelWindows, per_symbol:
     times a symbol's own scale is that symbol's interval."""
     scaled = features.normalise_panel(validation, per_symbol)
     scales = features.symbol_target_scales(validation.symbols, per_symbol)
-    forecasts = metrics.closes_from_log_returns(
-        validation.last_close, np.asarray(network(scaled.inputs), dtype=np.float64).reshape(-1) * scales)
+    forecasts = metrics.closes_from_log_returns(validation.last_close, network_answers(network, scaled.inputs) * scales)
     residuals = significance.log_residuals(validation.next_close, forecasts) / scales
     return Calibration(params.window, params.volume, tuple(float(r) for r in residuals), dict(per_symbol))
 
@@ -172,7 +190,7 @@ def _panel_forecast_table(network: Any, table: pd.DataFrame, calibration: Calibr
     stats = calibration.symbols
     scaled = np.concatenate([(inputs - np.asarray(stats[symbol].mean)) / np.asarray(stats[symbol].std)
                              for symbol, _, inputs in parts]).astype(np.float32)
-    answers = np.asarray(network(scaled), dtype=np.float64).reshape(-1)
+    answers = network_answers(network, scaled)
     frames, start = [], 0
     for symbol, rows, inputs in parts:
         scale = stats[symbol].target_scale

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nextclose import evaluation, features, metrics, significance
+from nextclose import evaluation, features, forecaster, metrics, significance
 from nextclose.features import Normalisation, PanelWindows
 from nextclose.params import EvaluateParams
 
@@ -38,8 +38,8 @@ def forecast_panel(
     reads windows scaled by their symbol's statistics and answers in that symbol's units."""
     scaled = features.normalise_panel(windows, per_symbol)
     scales = features.symbol_target_scales(windows.symbols, per_symbol)
-    ensemble = np.asarray(network(scaled.inputs), dtype=np.float64).reshape(-1) * scales
-    members = np.asarray(network.member_outputs(scaled.inputs), dtype=np.float64) * scales
+    ensemble = forecaster.network_answers(network, scaled.inputs) * scales
+    members = forecaster.member_answers(network, scaled.inputs) * scales
     return (metrics.closes_from_log_returns(windows.last_close, ensemble),
             np.stack([metrics.closes_from_log_returns(windows.last_close, m) for m in members]))
 

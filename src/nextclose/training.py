@@ -60,6 +60,11 @@ class TrainingDiverged(UserError, ValueError):
 OnPoint = Callable[[CurvePoint], None]
 
 
+# Samples per forward pass over a whole split when it has more (a panel's): bounds the memory
+# of the states every member keeps for every day of every window.
+FORWARD_CHUNK = 2048
+
+
 def set_determinism(seed: int) -> None:
     """Same params, same data, same bits on the CPU."""
     keras.utils.set_random_seed(seed)
@@ -168,8 +173,25 @@ def train_lstm(
         return total / tf.cast(count, tf.float32)
 
     @tf.function(jit_compile=True)
-    def validation_forecasts():
+    def whole_validation_forecasts():
         predicted = network.member_outputs(x_validation)
+        return predicted, member_losses_of(predicted, y_validation)
+
+    @tf.function(jit_compile=True, reduce_retracing=True)
+    def forward(x):
+        return network.member_outputs(x)
+
+    def chunked_forward(x):
+        """Every member's outputs over ``x`` a slice of :data:`FORWARD_CHUNK` samples at a time:
+        a panel's tens of thousands of windows at once would hold every day's state of every
+        member in memory (gigabytes)."""
+        return tf.concat([forward(x[start:start + FORWARD_CHUNK])
+                          for start in range(0, int(x.shape[0]), FORWARD_CHUNK)], axis=1)
+
+    def validation_forecasts():
+        if len(validation.targets) <= FORWARD_CHUNK:  # one series: one call, as it always was
+            return whole_validation_forecasts()
+        predicted = chunked_forward(x_validation)
         return predicted, member_losses_of(predicted, y_validation)
 
     @tf.function(jit_compile=True)
@@ -183,8 +205,13 @@ def train_lstm(
         return float(member_losses[0]) if members == 1 else float(mean_forecast_loss(member_forecasts))
 
     @tf.function(jit_compile=True)
-    def training_loss():
+    def whole_training_loss():
         return member_losses_of(network.member_outputs(x_train), y_train)
+
+    def training_loss():
+        if len(train.targets) <= FORWARD_CHUNK:
+            return whole_training_loss()
+        return member_losses_of(chunked_forward(x_train), y_train)
 
     # Step 0 is the untrained model, i.e. the persistence forecast: each member must beat it
     # on validation, or it stays at "no change".
