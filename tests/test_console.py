@@ -65,6 +65,7 @@ def stage(workspace, name: str) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow  # every stage in subprocesses: the fast suite keeps its 5 minutes
 def test_stages_print_no_tensorflow_startup_or_cuda_lines(workspace):
     for name in ("prepare", "train"):
         done = stage(workspace, name)

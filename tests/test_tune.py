@@ -42,6 +42,7 @@ def prepared(workspace):
     return workspace
 
 
+@pytest.mark.slow  # a whole tune stage run (or two): the fast suite keeps its 5 minutes
 def test_tune_stage_records_study_reports_and_mlflow(prepared, capsys):
     assert cli.main(["tune"]) == 0
     study = only_study(prepared)
@@ -402,6 +403,7 @@ def test_each_pruner_kind():
     assert isinstance(studies.make_pruner("none", 20, 300), optuna.pruners.NopPruner)
 
 
+@pytest.mark.slow  # a whole tune stage run (or two): the fast suite keeps its 5 minutes
 def test_a_tune_run_with_hyperband_and_with_no_pruner(prepared):
     for pruner in ("hyperband", "none"):
         # one member: this is about the pruners, and the fast suite's time
