@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -379,6 +380,26 @@ def test_a_panel_with_too_few_days_for_a_symbol_exits_2_naming_it(workspace, cap
     error = capsys.readouterr().err
     assert "short.csv: symbol CCC: too few days: 12 rows give 2 samples, at least 5 needed" in error
     assert not Path("data/prepared").exists()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda text: text + text.splitlines()[5] + "\n",
+     r"bad.csv: row \d+ \(\d{4}-\d\d-\d\d, symbol AAA\): repeats row 5's date and symbol"),
+    (lambda text: text.replace("date,symbol,close", "date,symbol,close,sector", 1).replace("\n", ",x\n")
+     .replace("date,symbol,close,sector,x", "date,symbol,close,sector", 1),
+     "bad.csv: unknown column 'sector'"),
+    (lambda text: text.replace(text.splitlines()[3].split(",")[2], "n/a", 1),
+     r"bad.csv: row 3 \(\d{4}-\d\d-\d\d, symbol AAA\): close 'n/a' is not a number"),
+])
+def test_a_malformed_panel_stops_prepare_with_exit_2_naming_file_row_and_symbol(workspace, capsys, edit, message):
+    bars = panel_bars(40, gaps=False)[["date", "symbol", "close"]]
+    text = bars.assign(date=bars["date"].dt.strftime("%Y-%m-%d")).to_csv(index=False)
+    (workspace / "bad.csv").write_text(edit(text))
+    write_params(workspace, tiny_params(data={"source": "panel_csv", "path": "bad.csv", "start": None,
+                                              "end": None}, features={"volume": False}))
+    assert main(["prepare"]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not Path("data/prepared").exists() and not Path("data/raw").exists()
 
 
 @pytest.mark.slow

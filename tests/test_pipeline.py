@@ -8,6 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -87,6 +88,30 @@ def test_repro_runs_every_stage_then_nothing_then_only_what_a_param_touches(pipe
     assert stages_run(run(["dvc", "repro"], repo)) == {"evaluate", "backtest"}
     set_params(repo, pipeline_params())
     run(["dvc", "repro"], repo)
+
+
+def test_a_panel_runs_the_whole_pipeline_offline(tmp_path):
+    """data.source sp500 (the 20 stocks skfolio ships): every stage, the panel's files and
+    figures, the DVC plots, and nothing left to rerun."""
+    repo = copy_repo(tmp_path, pipeline_params(data={"source": "sp500", "start": "2021-06-01", "end": None},
+                                               features={"volume": False}))
+    output = run(["dvc", "repro"], repo)
+    assert stages_run(output) == {"prepare", "train", "evaluate", "backtest", "tune"}
+    assert "up to date" in run(["dvc", "status"], repo)
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    backtest = json.loads((repo / "reports/backtest.json").read_text())
+    table = pd.read_csv(repo / "reports/panel_predictions.csv")
+    assert metrics["panel"]["symbols"] == backtest["panel"]["symbols"] == 20 == table["symbol"].nunique()
+    relative = (table["model"] - table["actual"]) / table["persistence"]
+    reference = (table["persistence"] - table["actual"]) / table["persistence"]
+    pooled = float(np.sqrt(np.mean(relative**2) / np.mean(reference**2)))
+    assert metrics["panel"]["rmse_ratio_persistence"] == pytest.approx(pooled, rel=1e-9)
+    assert json.loads((repo / "reports/scores.json").read_text()) == {"rmse_ratio": metrics["rmse_ratio_persistence"]}
+    plots = run(["dvc", "plots", "show", "--json"], repo)
+    assert '"errors"' not in plots, plots[-3000:]
+    printed = run(["nextclose", "predict", "--json"], repo)  # stdout, then a note on stderr
+    answers = json.loads(next(line for line in printed.splitlines() if line.startswith("[")))
+    assert len(answers) == 20 and {a["symbol"] for a in answers} == set(table["symbol"])
 
 
 def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):
