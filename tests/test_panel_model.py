@@ -16,7 +16,7 @@ from nextclose import backtest, features, forecaster, panel_evaluation, preparat
 from nextclose.cli import main
 from nextclose.params import parse_params
 
-from helpers import ConstantNetwork, random_walk_bars, tiny_params, write_params
+from helpers import ConstantNetwork, lstm_splits, random_walk_bars, tiny_params, write_params
 
 SYMBOLS = ("AAA", "BBB", "CCC")
 
@@ -112,6 +112,57 @@ def test_a_symbol_listed_after_the_training_period_is_scaled_by_the_panels_media
     # the others' statistics are their own, as without the late stock
     alone = prepare(late[late["symbol"] != "CCC"].reset_index(drop=True)).panel_normalisation
     assert alone is not None and {s: per_symbol[s] for s in ("AAA", "BBB")} == alone
+
+
+def test_a_late_listed_symbol_is_evaluated_and_walked_forward_with_the_median_drift():
+    bars = panel_bars(gaps=False)
+    listed = bars["date"].iloc[165]  # CCC lists inside the test period (and the backtest's first fold)
+    bars = bars[(bars["symbol"] != "CCC") | (bars["date"] >= listed)].reset_index(drop=True)
+    params = panel_params()
+    prepared = prepare(bars.reset_index(drop=True), params)
+    summary = prepared.summary()
+    assert (summary["first_date"], summary["last_date"]) == (
+        f"{bars['date'].min():%Y-%m-%d}", f"{bars['date'].max():%Y-%m-%d}")
+    per_symbol = prepared.panel_normalisation
+    assert per_symbol is not None
+    validation, test = prepared.splits["validation"], prepared.splits["test"]
+    assert isinstance(validation, features.PanelWindows) and isinstance(test, features.PanelWindows)
+    assert "CCC" in set(test.symbols)
+    text_bars = prepared.bars.assign(date=prepared.bars["date"].dt.strftime("%Y-%m-%d"))
+    result = panel_evaluation.evaluate_panel(ConstantNetwork([0.1, 0.2]), text_bars, validation, test, per_symbol,
+                                             params.evaluate, 42)
+    assert result.fitted["drift_median_for"] == "CCC"
+    assert set(result.report["panel"]["per_symbol"]) == set(SYMBOLS)
+    # the walk-forward: CCC's first forecast in fold 1 starts from its own last close, not the fold's first day
+    samples = backtest.all_samples(prepared.splits)
+    days, validation_days = backtest.resolve_lengths(params.backtest, prepared.splits)
+    for fold in backtest.plan_panel_folds(samples.target_dates, days, 2, validation_days):
+        walked = backtest.forecast_panel_fold(fold, samples, text_bars, prepared.normalisation.feature_names,  # type: ignore[arg-type]
+                                              lambda *_: ConstantNetwork([0.1, 0.2]), params.evaluate)
+        assert set(walked.samples.symbols) <= set(SYMBOLS)
+
+
+@pytest.mark.slow  # four trainings, each compiled
+def test_only_a_panel_takes_its_forward_passes_in_slices(monkeypatch):
+    params = panel_params()
+    single, normalisation = lstm_splits(random_walk_bars(120))
+    panel = prepare(panel_bars(80, gaps=False), params)
+    per_symbol = panel.panel_normalisation
+    assert per_symbol is not None
+    scaled = {n: features.normalise_panel(panel.splits[n], per_symbol) for n in ("train", "validation")}  # type: ignore[arg-type]
+
+    def curves(chunk):
+        monkeypatch.setattr(training, "FORWARD_CHUNK", chunk)
+        runs = []
+        for train, validation, stats in ((single["train"], single["validation"], normalisation),
+                                         (scaled["train"], scaled["validation"], panel.normalisation)):
+            result = training.train_lstm(train, validation, stats, params.model, params.train, 42)
+            runs.append([(p.loss, p.val_loss) for p in result.history])
+        return runs
+
+    (single_whole, panel_whole), (single_sliced, panel_sliced) = curves(100_000), curves(7)
+    assert single_sliced == single_whole  # one series: one call, bit for bit
+    np.testing.assert_allclose(np.array(panel_sliced, float), np.array(panel_whole, float), rtol=1e-5)
 
 
 def test_a_close_only_panel_reads_the_close_alone():

@@ -170,12 +170,14 @@ def forecast_panel_fold(
     half_widths = panel_evaluation.conformal_half_widths(validation, calibration, days.symbols, per_symbol,
                                                          params.interval)
     dates = pd.to_datetime(bars["date"]).to_numpy().astype("datetime64[D]")
-    past = panel_evaluation.closes_by_symbol(bars.loc[dates < days.target_dates[0]])
-    for symbol in np.unique(days.symbols):
+    for symbol in np.unique(days.symbols):  # each symbol's first forecast starts from its close before it
         first = int(np.flatnonzero(days.symbols == symbol)[0])
-        if str(symbol) not in past or past[str(symbol)][-1] != days.last_close[first]:
+        before = bars.loc[(bars["symbol"] == symbol).to_numpy() & (dates < days.target_dates[first]), "close"]
+        if not len(before) or before.iloc[-1] != days.last_close[first]:
             raise DataError("data/prepared: bars.csv and windows.npz disagree on the backtest days; rerun prepare")
-    rates = {symbol: metrics.drift_rate(closes) for symbol, closes in past.items()}
+    # the baselines learn from every close before the fold (a stock listed since: the median drift)
+    past = panel_evaluation.closes_by_symbol(bars.loc[dates < days.target_dates[0]])
+    rates, median_drift = panel_evaluation.drift_rates(past, days.symbols)
     last = days.last_close
     relative = dataclasses.replace(days, last_close=np.ones_like(last), next_close=days.next_close / last)
     baselines = {
@@ -183,6 +185,7 @@ def forecast_panel_fold(
         "drift": np.exp(np.array([rates[str(symbol)] for symbol in days.symbols])),
     }
     fitted: dict[str, Any] = {"drift_rate_mean": float(np.mean(list(rates.values()))),
+                              "drift_median_for": ",".join(median_drift) or "none",
                               "naive_scale": panel_evaluation.pooled_naive_scale(past)}
     return FoldForecast(fold, relative, ensemble / last, members / last, ensemble * np.exp(-half_widths) / last,
                         ensemble * np.exp(half_widths) / last, baselines, fitted)

@@ -54,10 +54,21 @@ def training_closes_by_symbol(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     return closes_by_symbol(bars.loc[bars["split"] == "train"])
 
 
+def drift_rates(closes: dict[str, np.ndarray], symbols: np.ndarray) -> tuple[dict[str, float], list[str]]:
+    """Each of ``symbols``' drift from its own closes in ``closes``; a symbol with fewer than two
+    (listed after them) gets the median of the others' rates, and is named in the second value."""
+    rates = {symbol: metrics.drift_rate(values) for symbol, values in closes.items() if len(values) >= 2}
+    if not rates:
+        raise ValueError("no symbol has two closes to fit a drift on")
+    median = float(np.median(list(rates.values())))
+    missing = sorted({str(symbol) for symbol in np.unique(symbols)} - set(rates))
+    return rates | {symbol: median for symbol in missing}, missing
+
+
 def pooled_naive_scale(closes: dict[str, np.ndarray]) -> float:
     """MASE's denominator on a panel: the mean absolute daily log change over every symbol's
     training days (each symbol differenced on its own calendar)."""
-    moves = np.concatenate([np.abs(np.diff(np.log(values))) for values in closes.values()])
+    moves = np.concatenate([np.abs(np.diff(np.log(values))) for values in closes.values() if len(values) >= 2])
     scale = float(np.mean(moves))
     if not scale > 0:
         raise ValueError("the training closes never change, so MASE is undefined")
@@ -137,7 +148,7 @@ def evaluate_panel(
     """Forecast every symbol's test days with the global model and the per-symbol baselines,
     and score them pooled (``metrics.json``'s top level and its ``panel`` block) and per symbol."""
     closes = training_closes_by_symbol(bars)
-    rates = {symbol: metrics.drift_rate(values) for symbol, values in closes.items()}
+    rates, median_drift = drift_rates(closes, test.symbols)
     ensemble, members = forecast_panel(network, test, per_symbol)
     calibration, _ = forecast_panel(network, validation, per_symbol)
     half_widths = conformal_half_widths(validation, calibration, test.symbols, per_symbol, params.interval)
@@ -180,6 +191,7 @@ def evaluate_panel(
         | {"lower": lower / last, "upper": upper / last}
     ).reindex(columns=evaluation.PREDICTION_COLUMNS)
     fitted = {"naive_scale": scale, "drift_rate_mean": float(np.mean(list(rates.values()))),
+              "drift_median_for": ",".join(median_drift) or "none",
               "interval_quantile_scaled": float(half_widths[0] / features.symbol_target_scales(
                   test.symbols[:1], per_symbol)[0])}
     return PanelEvaluation(report, predictions, fitted, panel_predictions)

@@ -45,12 +45,14 @@ class Prepared:
         for name, part in self.splits.items():
             first, last = features.date_range(part.target_dates) or (None, None)
             split_info[name] = {"samples": int(len(part.targets)), "first_target": first, "last_target": last}
+        dates = self.bars["date"]  # a panel is sorted by symbol first: its range is its earliest and latest day
+        first, last = (dates.min(), dates.max()) if self.is_panel else (dates.iloc[0], dates.iloc[-1])
         summary: dict[str, Any] = {
             "source": self.source,
             "source_sha256": self.source_hash,
             "rows": int(len(self.bars)),
-            "first_date": self.bars["date"].iloc[0].strftime("%Y-%m-%d"),
-            "last_date": self.bars["date"].iloc[-1].strftime("%Y-%m-%d"),
+            "first_date": first.strftime("%Y-%m-%d"),
+            "last_date": last.strftime("%Y-%m-%d"),
             "splits": split_info,
             "normalisation": dataclasses.asdict(self.normalisation),
             "tutorial": {"steps": int(len(self.tutorial_y))},
@@ -109,6 +111,7 @@ def prepare_panel(
     """A panel: every symbol windowed on its own calendar, one split by date for all symbols (no
     symbol's test days inform training), each symbol scaled by its own training period."""
     panels.validate_panel(table, source)
+    table = table.sort_values(["symbol", "date"], kind="stable").reset_index(drop=True)  # each symbol's days in order
     if feature.volume and "volume" not in table:
         raise bars.DataError(
             f"{source}: no volume column, but features.volume is true in params "

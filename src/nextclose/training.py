@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from nextclose import model as models
 from nextclose.errors import UserError
-from nextclose.features import Normalisation, TrainingData, Windows
+from nextclose.features import Normalisation, PanelWindows, TrainingData, Windows
 from nextclose.params import ModelParams, TrainParams
 
 
@@ -60,7 +60,7 @@ class TrainingDiverged(UserError, ValueError):
 OnPoint = Callable[[CurvePoint], None]
 
 
-# Samples per forward pass over a whole split when it has more (a panel's): bounds the memory
+# Samples per forward pass over a panel's whole split when it has more: bounds the memory
 # of the states every member keeps for every day of every window.
 FORWARD_CHUNK = 2048
 
@@ -188,8 +188,10 @@ def train_lstm(
         return tf.concat([forward(x[start:start + FORWARD_CHUNK])
                           for start in range(0, int(x.shape[0]), FORWARD_CHUNK)], axis=1)
 
+    panel = isinstance(train, PanelWindows)
+
     def validation_forecasts():
-        if len(validation.targets) <= FORWARD_CHUNK:  # one series: one call, as it always was
+        if not panel or len(validation.targets) <= FORWARD_CHUNK:  # one series: one call, as it always was
             return whole_validation_forecasts()
         predicted = chunked_forward(x_validation)
         return predicted, member_losses_of(predicted, y_validation)
@@ -209,7 +211,7 @@ def train_lstm(
         return member_losses_of(network.member_outputs(x_train), y_train)
 
     def training_loss():
-        if len(train.targets) <= FORWARD_CHUNK:
+        if not panel or len(train.targets) <= FORWARD_CHUNK:
             return whole_training_loss()
         return member_losses_of(chunked_forward(x_train), y_train)
 
