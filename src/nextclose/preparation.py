@@ -93,12 +93,7 @@ def prepare(
     boundaries = features.split_boundaries(windows.target_dates, split)
     splits = features.split_windows(windows, boundaries, source, feature.window)
     normalisation = features.fit_normalisation(splits["train"], features.feature_names(feature.volume))
-    validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
-    labelled = selected.copy()
-    labelled["split"] = np.where(
-        labelled["date"] < validation_start, "train",
-        np.where(labelled["date"] < test_start, "validation", "test"),
-    )
+    labelled = with_splits(selected, boundaries)
     tutorial_x, tutorial_y = features.tutorial_sequence(selected)
     return Prepared(
         source, labelled, splits, normalisation, tutorial_x, tutorial_y, bars.bars_hash(selected)
@@ -144,12 +139,18 @@ def prepare_panel(
             if len(part.targets) < features.MIN_SAMPLES_PER_SPLIT:
                 raise bars.DataError(f"{source}: the {name} split holds {len(part.targets)} samples of index "
                                      f"members, at least {features.MIN_SAMPLES_PER_SPLIT} needed")
+    labelled = with_splits(selected, boundaries)
+    no_sequence = np.zeros((0, 4), np.float32), np.zeros((0, 1), np.float32)  # the tutorial reads one series
+    return Prepared(source, labelled, splits, features.identity_normalisation(names), *no_sequence,
+                    panels.panel_hash(selected), per_symbol, tuple(median_scaled))
+
+
+def with_splits(selected: pd.DataFrame, boundaries: tuple[np.datetime64, np.datetime64]) -> pd.DataFrame:
+    """The bars with a ``split`` column: each row in the split its date falls in."""
     validation_start, test_start = (pd.Timestamp(b) for b in boundaries)
     labelled = selected.copy()
     labelled["split"] = np.where(
         labelled["date"] < validation_start, "train",
         np.where(labelled["date"] < test_start, "validation", "test"),
     )
-    no_sequence = np.zeros((0, 4), np.float32), np.zeros((0, 1), np.float32)  # the tutorial reads one series
-    return Prepared(source, labelled, splits, features.identity_normalisation(names), *no_sequence,
-                    panels.panel_hash(selected), per_symbol, tuple(median_scaled))
+    return labelled
