@@ -109,6 +109,10 @@ class EvaluateParams:
     interval: float  # nominal coverage of the conformal prediction intervals
     block_length: int  # days per block of the moving-block bootstrap
     bootstrap_draws: int  # resamples of the bootstrap
+    # The cross-section of a panel (nextclose.cross_section); defaults let tests build the section.
+    top_k: Optional[int] = None  # long-short: symbols long and as many short each day; null: a fifth
+    cost_bps: float = 10.0  # basis points per unit of turnover
+    hac_lags: Optional[int] = None  # Newey-West lags of the IC t-statistics; null: Newey-West's rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,6 +375,12 @@ def _check_ranges(params: Params, file: str) -> None:
     if backtest.validation_days is not None and backtest.validation_days < max(needed, 5):
         fail("backtest.validation_days", f"must be at least {max(needed, 5)} (early stopping, and the "
              f"conformal interval at evaluate.interval={params.evaluate.interval:g}) or null")
+    if params.evaluate.top_k is not None and params.evaluate.top_k < 1:
+        fail("evaluate.top_k", "must be at least 1 or null")
+    if not 0.0 <= params.evaluate.cost_bps < 10_000.0:
+        fail("evaluate.cost_bps", "must lie in 0 .. 10000 (basis points)")
+    if params.evaluate.hac_lags is not None and params.evaluate.hac_lags < 0:
+        fail("evaluate.hac_lags", "must be at least 0 or null")
     tune = params.tune
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", tune.study_name):
         fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")
