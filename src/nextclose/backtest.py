@@ -275,6 +275,11 @@ def table(results: list[FoldForecast]) -> pd.DataFrame:
     }).reindex(columns=(*COLUMNS[:1], *symbols, *COLUMNS[1:]))
 
 
+def member_forecasts(results: list[FoldForecast]) -> np.ndarray:
+    """Each member's forecasts ``[members, rows of table()]`` (relative on a panel, as the table)."""
+    return _joined(results)[2]
+
+
 def summary_table(backtest: dict[str, Any]) -> str:
     """The folds and the pooled figures, for the terminal."""
     lines = [f"{'fold':<6}{'first day':>12}{'last day':>12}{'days':>6}{'RMSE/pers.':>12}{'dir. acc':>10}"]

@@ -59,6 +59,9 @@ def _row_correlation(x: np.ndarray, y: np.ndarray, both: np.ndarray) -> np.ndarr
     """Pearson's r of each row over the cells where ``both`` holds; NaN for a row with fewer than
     two such cells or with no spread in either (a constant signal ranks nothing)."""
     count = both.sum(axis=1)
+    # compared, not summed: the deviations from a rounded mean of a constant row are not all zero
+    varies = ((np.where(both, x, -np.inf).max(axis=1) > np.where(both, x, np.inf).min(axis=1))
+              & (np.where(both, y, -np.inf).max(axis=1) > np.where(both, y, np.inf).min(axis=1)))
     with np.errstate(invalid="ignore", divide="ignore"):
         x_mean = np.where(both, x, 0.0).sum(axis=1) / count
         y_mean = np.where(both, y, 0.0).sum(axis=1) / count
@@ -66,7 +69,7 @@ def _row_correlation(x: np.ndarray, y: np.ndarray, both: np.ndarray) -> np.ndarr
         dy = np.where(both, y - y_mean[:, None], 0.0)
         spread = (dx * dx).sum(axis=1) * (dy * dy).sum(axis=1)
         r = (dx * dy).sum(axis=1) / np.sqrt(spread)
-    return np.where((count >= 2) & (spread > 0), np.clip(r, -1.0, 1.0), np.nan)
+    return np.where((count >= 2) & varies & (spread > 0), np.clip(r, -1.0, 1.0), np.nan)
 
 
 def daily_ic(panel: Panel) -> tuple[np.ndarray, np.ndarray]:
@@ -86,17 +89,17 @@ def resolve_top_k(top_k: Optional[int], symbols: int) -> int:
 
 def sides(signal: np.ndarray, top_k: int) -> np.ndarray:
     """+1 for the ``top_k`` highest signals, -1 for the ``top_k`` lowest, 0 otherwise, among the
-    finite ones; with fewer than ``2 * top_k`` of them, each side takes half (floor). Ties go to
-    the earlier position, so the choice is deterministic."""
+    finite ones; with fewer than ``2 * top_k`` of them, each side takes half (floor). One order
+    for both sides, ties to the earlier position (long first, short last), so the choice is
+    deterministic and the sides never share a symbol."""
     valid = np.flatnonzero(np.isfinite(signal))
     k = min(top_k, len(valid) // 2)
     side = np.zeros(len(signal), dtype=np.int64)
     if k == 0:
         return side
-    ordered = valid[np.argsort(-signal[valid], kind="stable")]  # highest first
+    ordered = valid[np.argsort(-signal[valid], kind="stable")]  # highest first, ties by position
     side[ordered[:k]] = 1
-    ordered_low = valid[np.argsort(signal[valid], kind="stable")]  # lowest first
-    side[ordered_low[:k]] = -1
+    side[ordered[-k:]] = -1  # disjoint from the long side: k <= len(valid) // 2
     return side
 
 
@@ -258,14 +261,15 @@ def report(
     if scored.figures["symbols"] < 2:
         document["note"] = "one symbol: there is no cross-section to rank, so these figures are undefined"
     baselines: dict[str, Any] = {}
-    if bars is not None:
-        signals = pd.DataFrame({"target_date": dates, "symbol": symbols}).merge(
-            baseline_signals(bars), on=["target_date", "symbol"], how="left")
-        for name in ("reversal", "momentum"):
-            baselines[name] = score(grid(dates, symbols, signals[name].to_numpy(dtype=np.float64), realised),
-                                    top_k, cost_bps, lags).figures
+    signals = pd.DataFrame({"target_date": dates, "symbol": symbols})
+    if bars is not None and scored.figures["symbols"] >= 2:
+        signals = signals.merge(baseline_signals(bars), on=["target_date", "symbol"], how="left")
+    for name in ("reversal", "momentum"):  # one symbol, or no bars: undefined as the model's
+        signal = signals[name].to_numpy(dtype=np.float64) if name in signals else np.full(len(dates), np.nan)
+        baselines[name] = score(grid(dates, symbols, signal, realised), top_k, cost_bps, lags).figures
     baselines["zero"] = {"ic": None, "rank_ic": None, "long_short": None, "note": UNDEFINED_ZERO}
     document["baselines"] = baselines
+    document["seeds"] = {"count": 0, "rank_ic_mean": None}
     if members is not None and len(members):
         means = [score(grid(dates, symbols, values / last_close - 1.0, realised), top_k, cost_bps, lags)
                  .figures["rank_ic"]["mean"] for values in members]
@@ -273,7 +277,9 @@ def report(
         document["seeds"] = {"count": len(means), "rank_ic_mean": (
             {"mean": float(np.mean(defined)), "std": float(np.std(defined)),
              "min": float(np.min(defined)), "max": float(np.max(defined))} if defined else None)}
-    return document, scored.daily.reindex(columns=DAILY_COLUMNS)
+    # only the days that scored something (a single series: none)
+    daily = scored.daily.dropna(how="all", subset=["ic", "rank_ic", "long_short_return"])
+    return document, daily.reindex(columns=DAILY_COLUMNS).reset_index(drop=True)
 
 
 def ranking_skill(document: dict[str, Any]) -> bool:
@@ -283,6 +289,11 @@ def ranking_skill(document: dict[str, Any]) -> bool:
             and rank_ic["mean"] > 0)
 
 
+def _shown(value: Optional[float], spec: str) -> str:
+    """A figure in ``spec``, or "undefined" for None (a t with no spread: the same IC every day)."""
+    return "undefined" if value is None else format(value, spec)
+
+
 def verdict(document: dict[str, Any], period: str, claims: bool = True) -> str:
     """Plain words on ranking skill. ``claims`` is False for the single split: there the figures
     are reported and the claim is left to the walk-forward backtest."""
@@ -290,15 +301,87 @@ def verdict(document: dict[str, Any], period: str, claims: bool = True) -> str:
         return "ranking: one symbol (or fewer than two scored days), nothing to rank"
     rank_ic, portfolio = document["rank_ic"], document["long_short"]
     evidence = (f"Rank IC {rank_ic['mean']:+.4f} ± {rank_ic['std']:.4f} a day (ICIR {rank_ic['ir'] or 0:+.3f}, "
-                f"HAC t {rank_ic['t']:+.2f}, p = {rank_ic['p_value']:.3f}) over {document['days']} days "
-                f"and {document['symbols']} symbols")
+                f"HAC t {_shown(rank_ic['t'], '+.2f')}, p = {_shown(rank_ic['p_value'], '.3f')}) "
+                f"over {document['days']} days and {document['symbols']} symbols")
     after_costs = ""
     if portfolio.get("annual_return") is not None:
         after_costs = (f"; long-short top/bottom {portfolio['top_k']} after {portfolio['cost_bps']:g} bps: "
-                       f"{portfolio['annual_return']:+.1%} a year, IR {portfolio['information_ratio']:+.2f}, "
+                       f"{portfolio['annual_return']:+.1%} a year, "
+                       f"IR {_shown(portfolio['information_ratio'], '+.2f')}, "
                        f"max drawdown {portfolio['max_drawdown']:.1%}")
     if not claims:
         return f"ranking {period}: {evidence}{after_costs} (the verdict is the walk-forward backtest's)"
     if ranking_skill(document):
         return f"ranking verdict: skill {period}: {evidence}{after_costs}."
     return f"ranking verdict: no skill shown {period}: {evidence}{after_costs}."
+
+
+def from_predictions(
+    predictions: pd.DataFrame, members: Optional[np.ndarray], bars: Optional[pd.DataFrame],
+    top_k: Optional[int], cost_bps: float, lags: Optional[int],
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """:func:`report` from a table with ``date, symbol, actual, model, persistence`` (persistence
+    is the last close): ``reports/panel_predictions.csv``, or the backtest's table (relative
+    prices: a last close of 1 ranks the same)."""
+    return report(predictions["date"].to_numpy(), predictions["symbol"].to_numpy(),
+                  predictions["persistence"].to_numpy(dtype=np.float64),
+                  predictions["actual"].to_numpy(dtype=np.float64),
+                  predictions["model"].to_numpy(dtype=np.float64), members,
+                  None if bars is None else bars.assign(date=pd.to_datetime(bars["date"])),
+                  top_k, cost_bps, lags)
+
+
+def headline(document: dict[str, Any]) -> dict[str, float]:
+    """The few figures DVC and MLflow headline: the Rank IC mean and its p-value, and the
+    long-short return after costs; none for one symbol."""
+    if document.get("symbols", 0) < 2 or document.get("rank_ic", {}).get("mean") is None:
+        return {}
+    figures = {"rank_ic": document["rank_ic"]["mean"], "rank_ic_p_value": document["rank_ic"]["p_value"],
+               "long_short_annual_return": document["long_short"]["annual_return"]}
+    return {key: float(value) for key, value in figures.items() if value is not None}
+
+
+def tracked_metrics(document: dict[str, Any], prefix: str = "cross_section/") -> dict[str, float]:
+    """The summary flattened for MLflow (``cross_section/rank_ic_mean``,
+    ``cross_section/long_short_information_ratio``, ``cross_section/momentum_rank_ic_mean``, ...):
+    the numbers only, none for one symbol."""
+    if document.get("symbols", 0) < 2:
+        return {}
+
+    def flat(figures: dict[str, Any], name: str) -> dict[str, float]:
+        return {f"{prefix}{name}{block}_{key}": float(value)
+                for block in ("ic", "rank_ic", "long_short") for key, value in (figures.get(block) or {}).items()
+                if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+    numbers = flat(document, "")
+    for name, figures in document.get("baselines", {}).items():
+        numbers |= flat(figures, f"{name}_")
+    spread = (document.get("seeds") or {}).get("rank_ic_mean") or {}
+    numbers |= {f"{prefix}members_rank_ic_mean_{key}": float(value) for key, value in spread.items()}
+    return numbers
+
+
+def summary_table(document: dict[str, Any]) -> str:
+    """The model and the baselines' ranking figures side by side, for the terminal."""
+    lines = [f"ranking over {document['symbols']} symbols and {document['days']} days "
+             f"(long-short top/bottom {document['long_short']['top_k']}, {document['long_short']['cost_bps']:g} bps "
+             f"per unit of turnover)",
+             f"{'signal':<12}{'IC':>9}{'Rank IC':>9}{'ICIR':>8}{'HAC p':>8}{'ann. ret':>10}{'IR':>7}{'max DD':>9}"]
+
+    def row(name: str, figures: dict[str, Any]) -> str:
+        rank_ic, portfolio = figures["rank_ic"], figures["long_short"]
+        if rank_ic is None or rank_ic["mean"] is None:
+            return f"{name:<12}{'undefined':>9}"
+
+        def number(value: Optional[float], spec: str) -> str:
+            return "-" if value is None else format(value, spec)
+
+        return (f"{name:<12}{number(figures['ic']['mean'], '+.4f'):>9}{number(rank_ic['mean'], '+.4f'):>9}"
+                f"{number(rank_ic['ir'], '+.3f'):>8}{number(rank_ic['p_value'], '.3f'):>8}"
+                f"{number(portfolio['annual_return'], '+.1%'):>10}{number(portfolio['information_ratio'], '+.2f'):>7}"
+                f"{number(portfolio['max_drawdown'], '.1%'):>9}")
+
+    lines.append(row("model", document))
+    lines += [row(name, figures) for name, figures in document.get("baselines", {}).items() if name != "zero"]
+    lines.append(f"{'zero':<12}{'undefined':>9}  (persistence: every symbol the same forecast return)")
+    return "\n".join(lines)

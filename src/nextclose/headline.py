@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nextclose import atomic, evaluation
+from nextclose import atomic, cross_section, evaluation
 
 BEGIN = "<!-- headline figures: written by `make figures` from reports/; do not edit by hand -->"
 END = "<!-- end of headline figures -->"
@@ -98,7 +98,8 @@ def backtest_scores(backtest: dict[str, Any]) -> dict[str, float]:
     """``reports/backtest_scores.json``: the walk-forward RMSE over persistence's (none for an
     empty backtest)."""
     pooled = backtest.get("pooled", {})
-    return {"backtest_rmse_ratio": pooled["rmse_ratio_persistence"]} if "rmse_ratio_persistence" in pooled else {}
+    scores = {"backtest_rmse_ratio": pooled["rmse_ratio_persistence"]} if "rmse_ratio_persistence" in pooled else {}
+    return scores | _ranked("backtest", backtest)
 
 
 def _execution_figures(prefix: str, figures: dict[str, Any], seeds: dict[str, Any]) -> dict[str, float]:
@@ -127,11 +128,18 @@ def test_execution_figures(metrics: dict[str, Any]) -> dict[str, float]:
 
 
 def backtest_execution_figures(backtest: dict[str, Any]) -> dict[str, float]:
-    """What the backtest stage adds to its execution's MLflow run (``backtest_...``)."""
+    """What the backtest stage adds to its execution's MLflow run (``backtest_...``; on a panel
+    ``backtest_rank_ic``, which ``nextclose champion --metric backtest_rank_ic`` reads)."""
     pooled = backtest.get("pooled", {})
     if "rmse_ratio_persistence" not in pooled:
         return {}
-    return _execution_figures("backtest", pooled, backtest.get("seeds", {}))
+    return _execution_figures("backtest", pooled, backtest.get("seeds", {})) | _ranked("backtest", backtest)
+
+
+def _ranked(prefix: str, backtest: dict[str, Any]) -> dict[str, float]:
+    """A panel's ranking headline (``backtest_rank_ic``, ...); none for a single series."""
+    return {f"{prefix}_{key}": value
+            for key, value in cross_section.headline(backtest.get("cross_section", {})).items()}
 
 
 def replace_block(text: str, block: str, where: str = "README.md") -> str:

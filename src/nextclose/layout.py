@@ -61,6 +61,12 @@ PREDICTIONS_FILE = Path("reports/predictions.csv")
 PANEL_PREDICTIONS_FILE = Path("reports/panel_predictions.csv")
 BACKTEST_FILE = Path("reports/backtest.json")
 BACKTEST_TABLE_FILE = Path("reports/backtest.csv")
+# How well the forecasts order the symbols each day (nextclose.cross_section): the summary and the
+# daily table (date, ic, rank_ic, long_short_return, turnover), of the test split and of the backtest
+# (whose summary is backtest.json's cross_section block).
+CROSS_SECTION_FILE = Path("reports/cross_section.json")
+CROSS_SECTION_TABLE_FILE = Path("reports/cross_section.csv")
+BACKTEST_CROSS_SECTION_TABLE_FILE = Path("reports/backtest_cross_section.csv")
 BEST_PARAMS_FILE = Path("reports/best_params.yaml")
 TUNE_REPORT_FILE = Path("reports/tune.json")
 TUNE_STUDY_FILE = Path("reports/tune_study.json")
@@ -77,7 +83,7 @@ TRAIN_RUN_FILE = Path(".nextclose/train_run.json")
 # Every output a stage commits: `nextclose` mends an interrupted commit of any of them first.
 OUTPUTS = (RAW_DIR, PREPARED_DIR, MODELS_DIR, HISTORY_FILE, RESOLVED_PARAMS_FILE, METRICS_FILE, SCORES_FILE,
            PREDICTIONS_FILE, PANEL_PREDICTIONS_FILE, BACKTEST_FILE, BACKTEST_SCORES_FILE, BACKTEST_TABLE_FILE,
-           BEST_PARAMS_FILE, TUNE_REPORT_FILE, TUNE_STUDY_FILE, TRAIN_RUN_FILE)
+           CROSS_SECTION_FILE, CROSS_SECTION_TABLE_FILE, BACKTEST_CROSS_SECTION_TABLE_FILE, BEST_PARAMS_FILE, TUNE_REPORT_FILE, TUNE_STUDY_FILE, TRAIN_RUN_FILE)
 # Zip members get this time, so the same content gives the same bytes (and the same DVC hash).
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -361,6 +367,15 @@ def write_panel_predictions(commit: atomic.Commit, table: pd.DataFrame, path: Pa
 
 def read_panel_predictions(path: Path = PANEL_PREDICTIONS_FILE) -> pd.DataFrame:
     return pd.read_csv(_require(path, "evaluate"), dtype={"symbol": str})
+
+
+def write_cross_section(commit: atomic.Commit, summary: Optional[dict[str, Any]], daily: pd.DataFrame,
+                        summary_file: Optional[Path] = CROSS_SECTION_FILE,
+                        table_file: Path = CROSS_SECTION_TABLE_FILE) -> None:
+    """The summary (unless it goes into another report: the backtest's) and the daily table."""
+    if summary_file is not None and summary is not None:
+        commit.write_json(summary_file, summary)
+    commit.write_text(table_file, predictions_csv(daily))
 
 
 def write_backtest(commit: atomic.Commit, report: dict[str, object], scores: dict[str, float],

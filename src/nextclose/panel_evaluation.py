@@ -29,6 +29,7 @@ PANEL_BASELINES = ("persistence", "drift")  # ARIMA per symbol is left out: minu
 @dataclasses.dataclass(frozen=True)
 class PanelEvaluation(evaluation.Evaluation):
     panel_predictions: pd.DataFrame  # PANEL_PREDICTION_COLUMNS
+    member_forecasts: np.ndarray  # [members, rows of panel_predictions], in prices
 
 
 def forecast_panel(
@@ -194,4 +195,4 @@ def evaluate_panel(
               "drift_median_for": ",".join(median_drift) or "none",
               "interval_quantile_scaled": float(half_widths[0] / features.symbol_target_scales(
                   test.symbols[:1], per_symbol)[0])}
-    return PanelEvaluation(report, predictions, fitted, panel_predictions)
+    return PanelEvaluation(report, predictions, fitted, panel_predictions, members)

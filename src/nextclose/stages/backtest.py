@@ -14,7 +14,9 @@ import logging
 import time
 from typing import Any
 
-from nextclose import atomic, backtest, headline, layout, plots
+import pandas as pd
+
+from nextclose import atomic, backtest, cross_section, headline, layout, plots
 from nextclose.features import PanelWindows
 from nextclose.params import Params
 
@@ -36,6 +38,8 @@ def main(params: Params) -> None:
             with atomic.Commit() as commit:
                 layout.write_backtest(commit, backtest.empty_report(), {},
                                       layout.predictions_csv(backtest.table([])))
+                layout.write_cross_section(commit, None, pd.DataFrame(columns=cross_section.DAILY_COLUMNS),
+                                           None, layout.BACKTEST_CROSS_SECTION_TABLE_FILE)
             run.record(tracking.execution_params(params), {})
         print(f"backtest: model.kind {params.model.kind} trains and scores in-sample; nothing to walk forward "
               f"(wrote an empty {layout.BACKTEST_FILE})")
@@ -75,16 +79,27 @@ def main(params: Params) -> None:
                   f"(+{len(fold.validation)} to early-stop), forecast {first} .. {last} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
         report = backtest.report(results, params.evaluate, params.base.seed)
-        table_text = layout.predictions_csv(backtest.table(results))
+        forecasts = backtest.table(results)
+        table_text = layout.predictions_csv(forecasts)
+        # How the walk-forward forecasts order the symbols each day: the ranking verdict's figures.
+        report["cross_section"], ranking_daily = cross_section.from_predictions(
+            forecasts if panel else forecasts.assign(symbol=layout.read_summary()["source"]),
+            backtest.member_forecasts(results), bars,
+            params.evaluate.top_k, params.evaluate.cost_bps, params.evaluate.hac_lags)
         for number, fold_figures in enumerate(report["folds"], 1):
             mlflow.log_metrics({f"fold_{key}": fold_figures[key] for key in backtest.FOLD_KEYS}, step=number)
         mlflow.log_metrics(backtest.tracked_metrics(report))
+        mlflow.log_metrics(cross_section.tracked_metrics(report["cross_section"]))
         if not panel:  # a price line per day: a panel has many symbols a day (backtest.json has them each)
             mlflow.log_figure(plots.backtest_figure(backtest.table(results)), "backtest.png")
         mlflow.log_dict(report, "backtest.json")
         mlflow.log_text(table_text, "backtest.csv")
         with atomic.Commit() as commit:
             layout.write_backtest(commit, report, headline.backtest_scores(report), table_text)
+            layout.write_cross_section(commit, None, ranking_daily, None, layout.BACKTEST_CROSS_SECTION_TABLE_FILE)
         run.record(tracking.execution_params(params), headline.backtest_execution_figures(report))
     print(backtest.summary_table(report))
+    if cross_section.headline(report["cross_section"]):
+        print(cross_section.summary_table(report["cross_section"]))
+        print(cross_section.verdict(report["cross_section"], f"over {report['cross_section']['days']} walk-forward days"))
     print(f"backtest of {len(folds)} folds in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")

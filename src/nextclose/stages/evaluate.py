@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from nextclose import atomic, evaluation, headline, layout, plots
+from nextclose import atomic, cross_section, evaluation, headline, layout, plots
 from nextclose.features import PanelWindows
 from nextclose.params import Params
 
@@ -84,6 +84,12 @@ def main(params: Params) -> None:
     panel_predictions = getattr(result, "panel_predictions", None)
     if panel_predictions is None:
         panel_predictions = evaluation.as_panel_predictions(result.predictions, layout.read_summary()["source"])
+    # How the forecasts order the symbols each day (a single series: one symbol, nothing to rank).
+    ranking, ranking_daily = cross_section.from_predictions(
+        panel_predictions, getattr(result, "member_forecasts", None),
+        layout.read_prepared_bars() if kind != "tutorial" else None,
+        params.evaluate.top_k, params.evaluate.cost_bps, params.evaluate.hac_lags)
+    ranked = cross_section.headline(ranking)
 
     with tracking.stage_run("evaluate") as run:
         client = tracking.client()
@@ -94,18 +100,25 @@ def main(params: Params) -> None:
         # with the model's id, the metrics also show on the model's page
         model_id = _link_to_training(client, run, layout.read_train_run())
         mlflow.log_metrics(evaluation.tracked_metrics(result.report), model_id=model_id)
+        mlflow.log_metrics(cross_section.tracked_metrics(ranking), model_id=model_id)
         figures = plots.evaluation_figures(result.predictions, history, train.get("best_step"), kind,
                                            panel="panel" in result.report)
         for path, figure in figures.items():
             mlflow.log_figure(figure, path)
         mlflow.log_dict(result.report, "metrics.json")
         mlflow.log_text(csv_text, "predictions.csv")
+        mlflow.log_dict(ranking, "cross_section.json")
         # Files last, in one commit, inside the run: a kill before it leaves the old files and a
         # run that never finished (the next run marks it KILLED).
         with atomic.Commit() as commit:
-            layout.write_evaluation(commit, result.report, headline.test_scores(result.report), csv_text)
+            layout.write_evaluation(commit, result.report, headline.test_scores(result.report) | ranked, csv_text)
             layout.write_panel_predictions(commit, panel_predictions)
+            layout.write_cross_section(commit, ranking, ranking_daily)
         validation = {"val_loss": train["best_val_loss"]} if "best_val_loss" in train else {}
-        run.record(tracking.execution_params(params), headline.test_execution_figures(result.report) | validation)
+        run.record(tracking.execution_params(params), headline.test_execution_figures(result.report) | validation
+                   | {f"test_{key}": value for key, value in ranked.items()})
     print(evaluation.summary_table(result.report))
+    if ranked:
+        print(cross_section.summary_table(ranking))
+        print(cross_section.verdict(ranking, f"on the {ranking['days']} test days", claims=False))
     print(f"evaluated {kind} in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")
