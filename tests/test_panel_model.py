@@ -473,7 +473,11 @@ def test_prepare_train_evaluate_on_a_panel(workspace, capsys):
     reference = (table["persistence"] - table["actual"]) / table["persistence"]
     assert report["panel"]["rmse_ratio_persistence"] == pytest.approx(
         math.sqrt(np.mean(relative**2) / np.mean(reference**2)), rel=1e-9)
-    assert json.loads(Path("reports/scores.json").read_text()) == {"rmse_ratio": report["rmse_ratio_persistence"]}
+    ranking = json.loads(Path("reports/cross_section.json").read_text())
+    assert json.loads(Path("reports/scores.json").read_text()) == {
+        "rmse_ratio": report["rmse_ratio_persistence"], "rank_ic": ranking["rank_ic"]["mean"],
+        "rank_ic_p_value": ranking["rank_ic"]["p_value"],
+        "long_short_annual_return": ranking["long_short"]["annual_return"]}
 
     assert main(["backtest"]) == 0
     backtest = json.loads(Path("reports/backtest.json").read_text())
@@ -493,6 +497,14 @@ def test_prepare_train_evaluate_on_a_panel(workspace, capsys):
     assert main(["predict", "--json"]) == 0
     answers = json.loads(capsys.readouterr().out)
     assert [a["symbol"] for a in answers] == list(SYMBOLS)
+    # each symbol's rank by forecast return and the side of the evaluated portfolio (top_k null: 1 of 3)
+    returns = [a["forecast"] / a["last_close"] - 1.0 for a in answers]
+    assert [a["forecast_return"] for a in answers] == pytest.approx(returns)
+    assert sorted(a["rank"] for a in answers) == [1, 2, 3]
+    assert [a["side"] for a in sorted(answers, key=lambda a: a["rank"])] == ["long", None, "short"]
+    assert main(["predict"]) == 0
+    table = capsys.readouterr().out
+    assert "long the top 1 and short the bottom 1 of 3, equal weights, held one day" in table and "not advice" in table
     import mlflow
 
     train_run = json.loads(Path(".nextclose/train_run.json").read_text())

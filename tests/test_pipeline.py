@@ -106,12 +106,29 @@ def test_a_panel_runs_the_whole_pipeline_offline(tmp_path):
     reference = (table["persistence"] - table["actual"]) / table["persistence"]
     pooled = float(np.sqrt(np.mean(relative**2) / np.mean(reference**2)))
     assert metrics["panel"]["rmse_ratio_persistence"] == pytest.approx(pooled, rel=1e-9)
-    assert json.loads((repo / "reports/scores.json").read_text()) == {"rmse_ratio": metrics["rmse_ratio_persistence"]}
+    ranking = json.loads((repo / "reports/cross_section.json").read_text())
+    assert json.loads((repo / "reports/scores.json").read_text()) == {
+        "rmse_ratio": metrics["rmse_ratio_persistence"], "rank_ic": ranking["rank_ic"]["mean"],
+        "rank_ic_p_value": ranking["rank_ic"]["p_value"],
+        "long_short_annual_return": ranking["long_short"]["annual_return"]}
+    # every daily Rank IC recomputes from the scored symbol-days
+    table = table.assign(signal=table["model"] / table["persistence"] - 1,
+                         realised=table["actual"] / table["persistence"] - 1)
+    spearman = table.groupby("date").apply(lambda day: day["signal"].corr(day["realised"], method="spearman"))
+    daily = pd.read_csv(repo / "reports/cross_section.csv").set_index("date")
+    np.testing.assert_allclose(daily["rank_ic"], spearman.loc[daily.index], atol=1e-12)
+    assert ranking["days"] == len(daily) and ranking["symbols"] == 20 and ranking["long_short"]["top_k"] == 4
+    walk = backtest["cross_section"]
+    backtest_scores = json.loads((repo / "reports/backtest_scores.json").read_text())
+    assert backtest_scores["backtest_rank_ic"] == walk["rank_ic"]["mean"]
+    assert len(pd.read_csv(repo / "reports/backtest_cross_section.csv")) == walk["days"] > 0
     plots = run(["dvc", "plots", "show", "--json"], repo)
     assert '"errors"' not in plots, plots[-3000:]
     printed = run(["nextclose", "predict", "--json"], repo)  # stdout, then a note on stderr
     answers = json.loads(next(line for line in printed.splitlines() if line.startswith("[")))
     assert len(answers) == 20 and {a["symbol"] for a in answers} == set(table["symbol"])
+    assert sorted(a["rank"] for a in answers) == list(range(1, 21))
+    assert [a["side"] for a in answers].count("long") == [a["side"] for a in answers].count("short") == 4
 
 
 def test_runs_of_one_execution_share_an_id_and_carry_git_tags(pipeline):

@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 import urllib.request
+from typing import Optional
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 
-from nextclose import bars, cli, features, forecaster, significance
+from nextclose import bars, cli, cross_section, features, forecaster, significance
+from nextclose.commands import predict
 from nextclose.errors import DataError
 from nextclose.params import FeatureParams
 
@@ -112,6 +114,88 @@ def test_log_residuals_are_the_conformal_scores_of_the_intervals():
     np.testing.assert_allclose(significance.log_residuals(actual, forecast), np.abs(np.log(actual / forecast)))
 
 
+# --- a panel's ranking: forecast return, rank, side ------------------------------------------------
+
+
+def panel_answer(forecasts: dict, last_date: str = "2024-01-05", stale: Optional[dict] = None) -> pd.DataFrame:
+    """A panel forecaster's answer (forecaster.PANEL_OUTPUT_COLUMNS), every last close 100;
+    ``stale`` symbols' bars end on the given earlier day."""
+    rows = [{"date": "2024-01-08", "symbol": symbol, "last_date": last_date, "last_close": 100.0,
+             "forecast": forecast, "lower": forecast - 5.0, "upper": forecast + 5.0}
+            for symbol, forecast in forecasts.items()]
+    rows += [{"date": "2023-12-01", "symbol": symbol, "last_date": day, "last_close": 100.0, "forecast": 150.0,
+              "lower": 145.0, "upper": 155.0} for symbol, day in (stale or {}).items()]
+    return pd.DataFrame(rows, columns=forecaster.PANEL_OUTPUT_COLUMNS)
+
+
+def test_each_symbol_gets_its_forecast_return_rank_and_the_portfolios_side():
+    answer = panel_answer({"EEE": 101.0, "BBB": 99.0, "AAA": 102.0, "CCC": 100.5, "DDD": 98.0, "FFF": 99.5,
+                           "GGG": 103.0, "HHH": 97.0, "III": 100.0, "JJJ": 100.2, "KKK": 96.0})
+    table = predict.ranked(answer, None)  # null: a fifth of 11 symbols, 2 a side
+    assert table["symbol"].tolist() == sorted(answer["symbol"])  # symbol order, as the scoring orders them
+    np.testing.assert_allclose(table["forecast_return"], table["forecast"] / 100.0 - 1.0)
+    by_rank = table.sort_values("rank")
+    assert by_rank["symbol"].tolist() == ["GGG", "AAA", "EEE", "CCC", "JJJ", "III", "FFF", "BBB", "DDD", "HHH",
+                                          "KKK"]
+    assert by_rank["rank"].tolist() == list(range(1, 12))
+    assert by_rank["side"].tolist() == ["long", "long"] + [""] * 7 + ["short", "short"]
+    assert predict.ranked(answer, 4)["side"].value_counts().to_dict() == {"": 3, "long": 4, "short": 4}
+    # the served answer is left as it was
+    assert list(answer.columns) == list(forecaster.PANEL_OUTPUT_COLUMNS)
+
+
+def test_the_sides_are_the_evaluated_portfolios_ties_and_all():
+    answer = panel_answer({"CCC": 100.0, "AAA": 100.0, "BBB": 100.0, "DDD": 100.0})  # every return the same
+    table = predict.ranked(answer, 1)
+    # ties go to the earlier symbol, exactly as cross_section.sides orders the scored grid
+    assert table["rank"].tolist() == [1, 2, 3, 4]
+    assert table["side"].tolist() == ["long", "", "", "short"]
+    signal = (table["forecast"] / table["last_close"] - 1.0).to_numpy()
+    assert table["side"].tolist() == [predict.SIDE_NAMES[side] for side in cross_section.sides(signal, 1)]
+    # fewer symbols than two sides of top_k: each side takes half
+    three = predict.ranked(panel_answer({"AAA": 101.0, "BBB": 99.0, "CCC": 100.0}), 5)
+    assert three["side"].tolist() == ["long", "short", ""]
+
+
+def test_a_symbol_whose_bars_end_before_the_latest_day_is_not_ranked():
+    table = predict.ranked(panel_answer({"AAA": 101.0, "BBB": 99.0}, stale={"OLD": "2023-11-30"}), 1)
+    old = table.set_index("symbol").loc["OLD"]
+    assert pd.isna(old["rank"]) and old["side"] == "" and old["forecast_return"] == pytest.approx(0.5)
+    assert table.set_index("symbol").loc[["AAA", "BBB"], "side"].tolist() == ["long", "short"]
+
+
+def print_panel(capsys, table: pd.DataFrame, as_json: bool) -> str:
+    bars_sent = table.assign(date=pd.to_datetime(table["last_date"]))[["date", "symbol"]]
+    capsys.readouterr()
+    predict._print_panel(table, bars_sent, bars_sent, "models:/nextclose-lstm-panel/3", "3", 0.9, "p.csv", as_json)
+    return capsys.readouterr().out
+
+
+def test_the_panel_table_is_by_rank_and_says_what_the_side_is(capsys):
+    table = predict.ranked(panel_answer({"AAA": 99.0, "BBB": 102.0, "CCC": 100.5, "DDD": 101.0, "EEE": 98.0},
+                                        stale={"OLD": "2023-11-30"}), None)
+    out = print_panel(capsys, table, as_json=False)
+    assert ("ranked by forecast return (forecast / close - 1): long the top 1 and short the bottom 1 of 5, "
+            "equal weights, held one day (evaluate.top_k)") in out
+    assert "not advice" in out and "not ranked (last bar before 2024-01-05): OLD" in out
+    lines = out.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("symbol"))
+    rows = [line.split() for line in lines[header + 1:]]
+    assert [row[0] for row in rows] == ["BBB", "DDD", "CCC", "AAA", "EEE", "OLD"]
+    assert rows[0][5:8] == ["+2.00%", "1", "long"] and rows[4][5:8] == ["-2.00%", "5", "short"]
+    assert rows[1][5:7] == ["+1.00%", "2"] and rows[5][5] == "+50.00%" and len(rows[5]) == 8  # no rank, no side
+
+
+def test_the_panel_json_keeps_symbol_order_and_gains_rank_side_and_return(capsys):
+    table = predict.ranked(panel_answer({"AAA": 99.0, "BBB": 102.0, "CCC": 100.5}, stale={"OLD": "2023-11-30"}), 1)
+    documents = json.loads(print_panel(capsys, table, as_json=True))
+    assert [d["symbol"] for d in documents] == ["AAA", "BBB", "CCC", "OLD"]
+    assert [(d["rank"], d["side"]) for d in documents] == [(3, "short"), (1, "long"), (2, None), (None, None)]
+    assert documents[1]["forecast_return"] == pytest.approx(0.02)
+    assert list(documents[0])[:9] == ["symbol", "date", "last_close", "forecast", "lower", "upper",
+                                      "forecast_return", "rank", "side"]
+
+
 # --- end to end: a trained workspace -------------------------------------------------------------
 
 
@@ -163,6 +247,7 @@ def test_predict_uses_the_champion_and_says_which(inside, capsys):
     assert "forecast for 2017-11-13: close " in out and "90% interval " in out
     document = predict_json(capsys)
     assert list(document)[:6] == ["date", "last_close", "forecast", "lower", "upper", "model_uri"]
+    assert not {"forecast_return", "rank", "side"} & set(document) and "rank" not in out  # one series: no ranking
     assert document["model_uri"] == "models:/nextclose-lstm/1" and document["model_version"] == "1"
     assert document["lower"] < document["forecast"] < document["upper"]
 

@@ -79,3 +79,63 @@ def test_the_team_section_uses_what_make_services_sets_up():
         assert name in section or f"{name.split('_')[0]}_*" in section, name
     makefile = (REPO / "Makefile").read_text()
     assert "services: $(STAMP)\n\t$(BIN)/python scripts/services.py start\n" in makefile
+
+
+# --- the panel's block: bench/results/sp500/, copied out of a run on the 20 stocks -------------
+
+PANEL = REPO / headline.PANEL_REPORTS
+
+
+def test_the_readme_panel_block_is_what_the_committed_panel_reports_give():
+    text = (REPO / "README.md").read_text()
+    assert headline.current_block(text, headline.PANEL_BEGIN, headline.PANEL_END) == headline.render_panel_from(
+        PANEL), "README.md's panel figures differ from bench/results/sp500/: run `make figures`"
+
+
+def test_the_panel_verdict_is_the_walk_forward_rank_ics():
+    """Ranking skill is claimed from the walk-forward Rank IC's HAC p-value, and only below 0.05."""
+    metrics, backtest, ranking, run = headline.read_reports(
+        PANEL, "metrics.json", "backtest.json", "cross_section.json", "run.json")
+    walk = backtest["cross_section"]
+    block = headline.render_panel(metrics, backtest, ranking, run)
+    claimed = "ranking verdict: skill" in block
+    assert claimed == (walk["rank_ic"]["p_value"] < 0.05 and walk["rank_ic"]["mean"] > 0)
+    assert f"p {walk['rank_ic']['p_value']:.3f}" in block
+    significant = walk | {"rank_ic": walk["rank_ic"] | {"mean": 0.05, "p_value": 0.001}}
+    assert "ranking verdict: skill" in headline.render_panel(metrics, backtest | {"cross_section": significant},
+                                                             ranking, run)
+    # a strong test split alone never makes the claim
+    strong_test = ranking | {"rank_ic": ranking["rank_ic"] | {"mean": 0.05, "p_value": 0.001}}
+    assert ("ranking verdict: skill" in headline.render_panel(metrics, backtest, strong_test, run)) == claimed
+
+
+@pytest.mark.parametrize("predictions, daily, summary", [
+    ("panel_predictions.csv", "cross_section.csv", "cross_section.json"),
+    ("backtest.csv", "backtest_cross_section.csv", "backtest.json"),
+])
+def test_the_committed_panel_figures_recompute_from_their_tables(predictions, daily, summary):
+    """Every daily IC and Rank IC recomputes from the forecasts with pandas' own correlations,
+    and the summary's means and long-short figures from the daily table."""
+    import numpy as np
+    import pandas as pd
+
+    from nextclose import cross_section
+
+    forecasts = pd.read_csv(PANEL / predictions, dtype={"symbol": str})
+    forecasts = forecasts.assign(signal=forecasts["model"] / forecasts["persistence"] - 1,
+                                 realised=forecasts["actual"] / forecasts["persistence"] - 1)
+    table = pd.read_csv(PANEL / daily).set_index("date")
+    by_day = forecasts.groupby("date")
+    pearson = by_day.apply(lambda day: day["signal"].corr(day["realised"]))
+    spearman = by_day.apply(lambda day: day["signal"].corr(day["realised"], method="spearman"))
+    assert len(table) == len(pearson) > 100
+    np.testing.assert_allclose(table["ic"], pearson.loc[table.index], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(table["rank_ic"], spearman.loc[table.index], rtol=0, atol=1e-12)
+    document = json.loads((PANEL / summary).read_text())
+    document = document.get("cross_section", document)
+    recomputed = cross_section.figures_from_daily(table.reset_index(), document["long_short"]["top_k"],
+                                                  document["long_short"]["cost_bps"], document["hac_lags"])
+    for block in ("ic", "rank_ic", "long_short"):
+        for key, value in recomputed[block].items():
+            assert value == pytest.approx(document[block][key], rel=1e-9, abs=1e-12), (block, key)
+    assert document["days"] == len(table) and document["symbols"] == forecasts["symbol"].nunique()

@@ -106,27 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
         "models:/nextclose-lstm@champion, else the workspace's models/. Bars come from params' data "
         "(data.end is not applied: the forecast starts from the latest bar; data.start bounds a network fetch).")
     predict.add_argument("--params", default="params.yaml", metavar="PATH",
-                         help="params file: data (where the bars come from) and evaluate.interval (the coverage)")
+                         help="params file: data (where the bars come from), evaluate.interval (the coverage) "
+                         "and, on a panel, evaluate.top_k (how many symbols each side takes)")
     predict.add_argument("--model", metavar="URI", help="an MLflow model URI, e.g. models:/nextclose-lstm/3")
     predict.add_argument("--csv", metavar="PATH", help="read the bars from this CSV file instead of params' data")
     predict.add_argument("--as-of", metavar="DATE", help="forecast from the bars up to this date (YYYY-MM-DD)")
     output = predict.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print one JSON object: " + ", ".join(
-        '"date", "last_close", "forecast", "lower", "upper", "model_uri"'.split(", ")) + " and more")
+        '"date", "last_close", "forecast", "lower", "upper", "model_uri"'.split(", ")) + " and more; on a panel, "
+        'a list of them, one per symbol, with "symbol", "forecast_return", "rank" and "side" (long, short or null)')
     output.add_argument("--all", action="store_true",
                         help="a forecast after every bar that ends a whole window, as CSV (batch scoring)")
     predict.add_argument("--output", metavar="PATH", help="with --all: write the CSV here (default: stdout)")
     champion_help = ("the newest registered version challenges @champion: it gets @challenger, and "
-                     "@champion moves to it only when its figure is lower")
+                     "@champion moves to it only when its figure is better (lower; higher for backtest_rank_ic)")
     champion = commands.add_parser("champion", help=champion_help, description=champion_help)
     champion.add_argument("--kind", default="lstm", choices=("lstm", "tutorial"),
                           help="which registered model, nextclose-<kind> (default: %(default)s)")
     champion.add_argument("--panel", action="store_true",
                           help="the global models of panels (nextclose-lstm-panel), not the single-series ones")
-    champion.add_argument("--metric", default=None, choices=registry.TRAIN_METRICS + registry.EXECUTION_METRICS,
-                          help="lower is better; best_val_loss (the ensemble's validation loss) and final_cost "
-                          "come from the training run, backtest_rmse_ratio from its pipeline execution; never "
-                          "a test figure (default: best_val_loss; final_cost for the tutorial kind)")
+    champion.add_argument("--metric", default=None, choices=tuple(registry.BY_NAME),
+                          help="best_val_loss (the ensemble's validation loss) and final_cost come from the "
+                          "training run, backtest_rmse_ratio from its pipeline execution: lower is better; "
+                          "backtest_rank_ic (with --panel: the walk-forward Rank IC mean), from the execution "
+                          "too: higher is better; never a test figure "
+                          "(default: best_val_loss; final_cost for the tutorial kind)")
     return parser
 
 

@@ -123,8 +123,8 @@ def long_short(panel: Panel, top_k: int, cost_bps: float) -> tuple[np.ndarray, n
 
 def newey_west_t(values: np.ndarray, lags: int) -> tuple[float, float]:
     """t-statistic of the mean of ``values`` with a Newey-West standard error (Bartlett weights
-    over ``lags`` lags, no small-sample factor), and its two-sided p-value from the normal: what statsmodels' ``OLS(values, ones).fit(cov_type="HAC", cov_kwds={"maxlags":
-    lags})`` reports for the constant."""
+    over ``lags`` lags, no small-sample factor), and its two-sided p-value from the normal: what
+    statsmodels' ``OLS(values, ones).fit(cov_type="HAC", cov_kwds={"maxlags": lags})`` reports for the constant."""
     values = np.asarray(values, dtype=np.float64)
     n = len(values)
     if n < 2:

@@ -19,6 +19,10 @@ from nextclose import atomic, cross_section, evaluation
 
 BEGIN = "<!-- headline figures: written by `make figures` from reports/; do not edit by hand -->"
 END = "<!-- end of headline figures -->"
+# The panel's block: from the reports scripts/panel_figures.py copies out of a run on the 20 stocks.
+PANEL_BEGIN = "<!-- panel figures: written by `make figures` from bench/results/sp500/; do not edit by hand -->"
+PANEL_END = "<!-- end of panel figures -->"
+PANEL_REPORTS = Path("bench/results/sp500")
 
 
 def _skill(p_value: float) -> str:
@@ -86,6 +90,81 @@ def render(metrics: dict[str, Any], backtest: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _p(value: Any) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _signed(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ranking_rows(test: dict[str, Any], walk: dict[str, Any]) -> list[str]:
+    """The ranking rows of the panel table: the model's, then each baseline's Rank IC."""
+    def rank_ic(figures: dict[str, Any]) -> str:
+        r = figures["rank_ic"]
+        if r["mean"] is None:
+            return "undefined"
+        return (f"{r['mean']:+.4f} ± {r['std']:.4f} (ICIR {_signed(r['ir'], '+.3f')}; "
+                f"HAC t {_signed(r['t'], '+.2f')}, p {_p(r['p_value'])})")
+
+    def portfolio(figures: dict[str, Any]) -> str:
+        ls = figures["long_short"]
+        if ls["annual_return"] is None:
+            return "-"
+        return (f"{ls['annual_return']:+.1%} a year, IR {_signed(ls['information_ratio'], '+.2f')}, max drawdown "
+                f"{ls['max_drawdown']:.1%}, turnover {ls['turnover']:.2f} a day")
+
+    rows = [
+        f"| IC (Pearson), daily mean | {_signed(test['ic']['mean'], '+.4f')} | {_signed(walk['ic']['mean'], '+.4f')} |",
+        f"| **Rank IC** (Spearman), daily mean ± std | {rank_ic(test)} | **{rank_ic(walk)}** |",
+        f"| long-short, top/bottom {walk['long_short']['top_k']}, after {walk['long_short']['cost_bps']:g} bps "
+        f"| {portfolio(test)} | {portfolio(walk)} |",
+    ]
+    for name in ("reversal", "momentum"):
+        rows.append(f"| {name} (baseline): Rank IC; long-short | {rank_ic(test['baselines'][name])}; "
+                    f"{portfolio(test['baselines'][name])} | {rank_ic(walk['baselines'][name])}; "
+                    f"{portfolio(walk['baselines'][name])} |")
+    spread = (walk.get("seeds") or {}).get("rank_ic_mean")
+    test_spread = (test.get("seeds") or {}).get("rank_ic_mean")
+    if spread and test_spread:
+        rows.append(f"| each member alone: Rank IC mean, min .. max | {test_spread['min']:+.4f} .. "
+                    f"{test_spread['max']:+.4f} | {spread['min']:+.4f} .. {spread['max']:+.4f} |")
+    return rows
+
+
+def render_panel(metrics: dict[str, Any], backtest: dict[str, Any], ranking: dict[str, Any],
+                 run: dict[str, Any]) -> str:
+    """The README's panel block (markers excluded): the errors and the ranking, on the test split
+    and walk-forward, and the verdicts, which are the walk-forward's."""
+    walk, pooled, panel = backtest["cross_section"], backtest["pooled"], backtest["panel"]
+    overrides = ", ".join(f"`{key}: {str(value).lower() if isinstance(value, bool) else value}`"
+                          for key, value in run["overrides"].items())
+    lines = [
+        f"**The 20 stocks** (`{PANEL_REPORTS}/`, written by `python scripts/panel_figures.py` from commit "
+        f"`{run['commit'][:7]}` on {run['date']}: {overrides}, every other param as committed; "
+        f"`{run['command']}` took {run['seconds'] / 60:.1f} min):",
+        "",
+        f"| | test split ({metrics['panel']['days']} days, {metrics['panel']['symbols']} symbols) "
+        f"| walk-forward ({len(backtest['folds'])} folds, {panel['days']} days) |",
+        "| --- | --- | --- |",
+        f"| RMSE / persistence's, pooled (95% interval) | {metrics['rmse_ratio_persistence']:.4f} "
+        f"({metrics['rmse_ratio_ci95'][0]:.4f} .. {metrics['rmse_ratio_ci95'][1]:.4f}) | "
+        f"{pooled['rmse_ratio_persistence']:.4f} ({pooled['rmse_ratio_ci95'][0]:.4f} .. "
+        f"{pooled['rmse_ratio_ci95'][1]:.4f}) |",
+        f"| Diebold-Mariano p, pooled on days | {metrics['dm_p_value']:.3f} | {pooled['dm_p_value']:.3f} |",
+        f"| direction right / always the commoner direction | {metrics['directional_accuracy']:.3f} / "
+        f"{metrics['majority_class_rate']:.3f} | {pooled['directional_accuracy']:.3f} / "
+        f"{pooled['majority_class_rate']:.3f} |",
+        *_ranking_rows(ranking, walk),
+        "",
+        "> " + cross_section.verdict(walk, f"over {walk['days']} walk-forward days"),
+        ">",
+        "> " + evaluation.verdict(pooled | {"seeds": backtest["seeds"]},
+                                  period=f"over {panel['days']} walk-forward days in {len(backtest['folds'])} folds"),
+    ]
+    return "\n".join(lines)
+
+
 def test_scores(metrics: dict[str, Any]) -> dict[str, float]:
     """``reports/scores.json``, the evaluate stage's DVC metric: the served model's test RMSE over
     persistence's (the tutorial kind, scored in-sample: its per-day MSE)."""
@@ -142,26 +221,35 @@ def _ranked(prefix: str, backtest: dict[str, Any]) -> dict[str, float]:
             for key, value in cross_section.headline(backtest.get("cross_section", {})).items()}
 
 
-def replace_block(text: str, block: str, where: str = "README.md") -> str:
+def replace_block(text: str, block: str, where: str = "README.md", begin: str = BEGIN, end: str = END) -> str:
     """``text`` with the lines between the markers replaced by ``block``."""
     try:
-        start = text.index(BEGIN) + len(BEGIN)
-        end = text.index(END, start)
+        start = text.index(begin) + len(begin)
+        stop = text.index(end, start)
     except ValueError:
-        raise ValueError(f"{where}: the markers {BEGIN!r} and {END!r} are missing") from None
-    return text[:start] + "\n" + block + "\n" + text[end:]
+        raise ValueError(f"{where}: the markers {begin!r} and {end!r} are missing") from None
+    return text[:start] + "\n" + block + "\n" + text[stop:]
 
 
-def current_block(text: str) -> str:
-    start = text.index(BEGIN) + len(BEGIN)
-    return text[start:text.index(END, start)].strip("\n")
+def current_block(text: str, begin: str = BEGIN, end: str = END) -> str:
+    start = text.index(begin) + len(begin)
+    return text[start:text.index(end, start)].strip("\n")
 
 
-def main(readme: Path = Path("README.md"), reports: Path = Path("reports")) -> int:
-    metrics = json.loads((reports / "metrics.json").read_text())
-    backtest = json.loads((reports / "backtest.json").read_text())
+def read_reports(directory: Path, *names: str) -> list[dict[str, Any]]:
+    return [json.loads((directory / name).read_text()) for name in names]
+
+
+def render_panel_from(directory: Path = PANEL_REPORTS) -> str:
+    return render_panel(*read_reports(directory, "metrics.json", "backtest.json", "cross_section.json", "run.json"))
+
+
+def main(readme: Path = Path("README.md"), reports: Path = Path("reports"),
+         panel_reports: Path = PANEL_REPORTS) -> int:
+    metrics, backtest = read_reports(reports, "metrics.json", "backtest.json")
     text = readme.read_text()
     updated = replace_block(text, render(metrics, backtest), str(readme))
+    updated = replace_block(updated, render_panel_from(panel_reports), str(readme), PANEL_BEGIN, PANEL_END)
     if updated != text:
         atomic.write_text(readme, updated)
         print(f"{readme}: headline figures rewritten from {reports}/")

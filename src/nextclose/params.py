@@ -125,6 +125,9 @@ class BacktestParams:
 @dataclasses.dataclass(frozen=True)
 class TuneParams:
     study_name: str
+    # val_loss: the served ensemble's validation loss, minimised; rank_ic: the mean daily Rank IC of
+    # its validation forecasts across symbols, maximised (a panel of 2 or more symbols only)
+    objective: Literal["val_loss", "rank_ic"]
     storage: Optional[str]
     n_trials: int
     timeout: Optional[float]

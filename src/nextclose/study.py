@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import optuna
 from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
@@ -130,12 +130,35 @@ FIXED_SECTIONS = ("base", "model", "train")
 NEVER_FIXED = frozenset({"model.kind", "train.log_every"})
 
 
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """One ``tune.objective``: which way is better, and what its values are called where shown."""
+
+    direction: Literal["minimize", "maximize"]  # the study's, in Optuna's words
+    metric_name: str  # the study's metric name (the dashboard's axis) and the printed lines
+    logged: str  # MLflow: a trial's value in its child run, the study's best in the parent run (one column)
+    reference: str  # tune.json and the study's user attribute: what forecasting no change scores
+
+
+OBJECTIVES = {
+    "val_loss": Objective("minimize", "val_loss", "best_val_loss", "persistence_val_loss"),
+    "rank_ic": Objective("maximize", "val_rank_ic", "val_rank_ic", "persistence_val_rank_ic"),
+}
+# The objective every study had before ``tune.objective`` existed: it stays out of the fixed
+# settings, so the studies tuned on it keep their names (and their trials).
+DEFAULT_OBJECTIVE = "val_loss"
+
+
 def fixed_settings(params: Params) -> dict[str, object]:
-    """What the objective reads besides the searched values: a change starts a new study."""
+    """What the objective reads besides the searched values, and which objective it is unless the
+    default: a change starts a new study (values of two objectives never share one)."""
     searched = {row.name for row in SEARCHED}
-    return {
+    fixed = {
         k: v for k, v in params.section_dict(*FIXED_SECTIONS).items() if k not in searched | NEVER_FIXED
     }
+    if params.tune.objective != DEFAULT_OBJECTIVE:
+        fixed["tune.objective"] = params.tune.objective
+    return fixed
 
 
 def study_fingerprint(data_sha256: str, space: dict, fixed: dict) -> str:
@@ -152,7 +175,8 @@ def data_identity(prepared_summary: dict[str, Any]) -> str:
 
 
 def open_study(params: Params, prepared_summary: dict[str, Any], location: str) -> tuple[optuna.Study, bool, list[str]]:
-    """Load or create the study for this data, search space and fixed settings.
+    """Load or create the study for this data, search space, fixed settings and objective
+    (minimised or maximised, as ``tune.objective`` says).
 
     Returns the study, whether it is new, and the names of the other studies
     of ``tune.study_name`` in the storage (earlier data or search spaces).
@@ -166,7 +190,8 @@ def open_study(params: Params, prepared_summary: dict[str, Any], location: str) 
     others = [s for s in existing if s.startswith(f"{params.tune.study_name}-") and s != name]
     pruner = make_pruner(params.tune.pruner, params.train.eval_every, params.tune.steps_max)
     study = optuna.create_study(
-        study_name=name, storage=storage, pruner=pruner, direction="minimize", load_if_exists=True,
+        study_name=name, storage=storage, pruner=pruner, direction=OBJECTIVES[params.tune.objective].direction,
+        load_if_exists=True,
     )
     study.sampler = make_sampler(params.tune.seed)
     if name not in existing:

@@ -1,10 +1,12 @@
 """``nextclose champion``: the newest registered version challenges ``@champion``.
 
 The newest version gets ``@challenger``; ``@champion`` moves to it only when its figure is
-lower (:func:`nextclose.registry.challenge`). The figure comes from the version's training
-run (``best_val_loss``, the served ensemble's validation loss, by default) or from the run of
-the pipeline execution that trained it (``backtest_rmse_ratio``); :mod:`nextclose.registry`
-holds the rules, this module the MLflow calls.
+better: lower, but higher for ``backtest_rank_ic`` (:func:`nextclose.registry.challenge`). The
+figure comes from the version's training run (``best_val_loss``, the served ensemble's
+validation loss, by default) or from the run of the pipeline execution that trained it
+(``backtest_rmse_ratio``; for a panel's models, ``--panel``, also ``backtest_rank_ic``, the
+walk-forward Rank IC mean); :mod:`nextclose.registry` holds the rules, this module the MLflow
+calls.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def takes_bars(name: str, version: str) -> bool:
 def main(kind: str, metric: str, panel: bool = False) -> None:
     from nextclose import tracking
 
+    registry.check_metric(metric, panel)
     mlflow = tracking.mlflow_api()
 
     with tracking.store_lock():
@@ -90,8 +93,8 @@ def main(kind: str, metric: str, panel: bool = False) -> None:
         if champion is None:
             raise registry.RegistryError(
                 f"no version of {name!r} can be champion: none has {metric}"
-                + ("; run the backtest stage" if metric in registry.EXECUTION_METRICS else "")
-                + (" and takes bars; run the train stage" if kind == "lstm" else ""))
+                + (" and takes bars (run the train stage)" if kind == "lstm" else "")
+                + registry.missing_hint(metric))
         print(f"{name} version {champion.version} stays @{CHAMPION}: no newer version can challenge it")
         return
     unfit = None

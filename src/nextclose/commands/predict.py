@@ -5,6 +5,10 @@ file instead) and are checked with prepare's rules; the model is ``--model URI``
 registry's ``models:/nextclose-lstm@champion``, else the workspace's ``models/`` (saying so).
 Registered models are the bars forecasters of :mod:`nextclose.served`; the workspace's model
 runs the same code (:mod:`nextclose.forecaster`) in this process.
+
+On a panel, each symbol's row also carries its forecast return, its rank and the side the
+long-short portfolio of ``evaluate.top_k`` would take (:func:`ranked`); the served model's
+answer stays the forecasts alone.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import math
 import sys
 from typing import Any, Callable, Optional
 
+import numpy as np
 import pandas as pd
 
-from nextclose import atomic, bars, forecaster, layout, registry
+from nextclose import atomic, bars, cross_section, forecaster, layout, registry
 from nextclose.errors import DataError, UserError
 from nextclose.params import PANEL_SOURCES, Params
 
@@ -26,6 +31,7 @@ WORKSPACE_MODEL = "models/"
 
 # bars, their source's name, coverage, every_day -> forecaster.OUTPUT_COLUMNS
 Forecast = Callable[[pd.DataFrame, str, float, bool], pd.DataFrame]
+SIDE_NAMES = {1: "long", -1: "short", 0: ""}  # cross_section.sides' +1 / -1 / 0
 
 
 class NotAForecaster(UserError):
@@ -188,7 +194,7 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
                   f"by {uri} to {output}", file=sys.stderr)
         return
     if "symbol" in answer.columns:
-        _print_panel(answer, full, table, uri, version, coverage, source, as_json)
+        _print_panel(ranked(answer, params.evaluate.top_k), full, table, uri, version, coverage, source, as_json)
         return
     row = answer.iloc[-1].copy()
     actual = None
@@ -212,9 +218,31 @@ def main(params: Params, model_uri: Optional[str], csv_path: Optional[str], as_o
         print(f"actual close that day: {actual:.4f} ({'inside' if inside else 'outside'} the interval)")
 
 
+def ranked(answer: pd.DataFrame, top_k: Optional[int]) -> pd.DataFrame:
+    """A panel's forecasts (one row per symbol) with ``forecast_return`` (forecast / last close
+    - 1), ``rank`` (1 = the highest return) and ``side``: "long" for the top k, "short" for the
+    bottom k, "" otherwise, as the long-short portfolio evaluate and backtest score picks them
+    (:func:`nextclose.cross_section.sides`, k from ``evaluate.top_k`` and the number of symbols).
+
+    Symbols are ordered as the scoring orders them (by name), so ties fall alike. Only the rows
+    for the latest day are ranked: a symbol whose bars end earlier is not traded tomorrow, and
+    gets no rank (NA) and no side. The rows come back in symbol order."""
+    frame = answer.sort_values("symbol", kind="stable").reset_index(drop=True)
+    returns = frame["forecast"].to_numpy(dtype=float) / frame["last_close"].to_numpy(dtype=float) - 1.0
+    current = (frame["last_date"] == frame["last_date"].max()).to_numpy()
+    signal = np.where(current, returns, np.nan)
+    side = cross_section.sides(signal, cross_section.resolve_top_k(top_k, len(frame)))
+    valid = np.flatnonzero(np.isfinite(signal))
+    rank = pd.array([pd.NA] * len(frame), dtype="Int64")
+    # the order sides() uses: highest first, ties to the earlier symbol
+    rank[valid[np.argsort(-signal[valid], kind="stable")]] = np.arange(1, len(valid) + 1)
+    return frame.assign(forecast_return=returns, rank=rank, side=[SIDE_NAMES[int(value)] for value in side])
+
+
 def _print_panel(answer: pd.DataFrame, full: pd.DataFrame, table: pd.DataFrame, uri: str, version: Optional[str],
                  coverage: float, source: str, as_json: bool) -> None:
-    """A panel's forecasts: one row per symbol (with --as-of, each symbol's next close beside it)."""
+    """A panel's forecasts, :func:`ranked`: one row per symbol, by rank (with --as-of, each
+    symbol's next close beside it); as JSON, in symbol order."""
     actual: dict[str, Optional[float]] = {}
     for symbol, rows in full.groupby("symbol"):
         later = rows.loc[rows["date"] > table.loc[table["symbol"] == symbol, "date"].max()]
@@ -222,18 +250,30 @@ def _print_panel(answer: pd.DataFrame, full: pd.DataFrame, table: pd.DataFrame, 
     if as_json:
         print(json.dumps([
             {"symbol": row["symbol"], "date": row["date"],
-             **{key: _number(row[key]) for key in ("last_close", "forecast", "lower", "upper")},
+             **{key: _number(row[key]) for key in ("last_close", "forecast", "lower", "upper", "forecast_return")},
+             "rank": None if pd.isna(row["rank"]) else int(row["rank"]), "side": row["side"] or None,
              "model_uri": uri, "last_date": row["last_date"], "model_version": version, "interval": coverage,
              "actual": actual.get(row["symbol"])}
             for _, row in answer.iterrows()
         ]))
         return
+    longs, shorts = int((answer["side"] == "long").sum()), int((answer["side"] == "short").sum())
+    latest = answer["last_date"].max()
     print(f"model: {uri}" + (f" (version {version})" if version else ""))
     print(f"bars: {source}, {len(answer)} symbols; {coverage:.0%} intervals")
-    print(f"{'symbol':<10}{'last bar':>12}{'close':>12}{'for':>12}{'forecast':>12}{'lower':>12}{'upper':>12}"
+    print(f"ranked by forecast return (forecast / close - 1): long the top {longs} and short the bottom {shorts} "
+          f"of {int(answer['rank'].notna().sum())}, equal weights, held one day (evaluate.top_k)")
+    print("side: what the long-short portfolio evaluate and backtest score would hold, not advice")
+    stale = answer.loc[answer["last_date"] < latest, "symbol"].tolist()
+    if stale:
+        print(f"not ranked (last bar before {latest}): {', '.join(stale)}")
+    print(f"{'symbol':<10}{'last bar':>12}{'close':>12}{'for':>12}{'forecast':>12}{'return':>10}{'rank':>6}"
+          f"{'side':>7}{'lower':>12}{'upper':>12}"
           + (f"{'actual':>12}" if any(v is not None for v in actual.values()) else ""))
-    for _, row in answer.iterrows():
+    for _, row in answer.sort_values("rank", kind="stable", na_position="last").iterrows():
         known = actual.get(row["symbol"])
+        rank = "" if pd.isna(row["rank"]) else str(row["rank"])
         print(f"{row['symbol']:<10}{row['last_date']:>12}{row['last_close']:>12.4f}{row['date']:>12}"
-              f"{row['forecast']:>12.4f}{row['lower']:>12.4f}{row['upper']:>12.4f}"
+              f"{row['forecast']:>12.4f}{row['forecast_return']:>+10.2%}{rank:>6}{row['side']:>7}"
+              f"{row['lower']:>12.4f}{row['upper']:>12.4f}"
               + (f"{known:>12.4f}" if known is not None else ""))

@@ -101,5 +101,6 @@ def main(params: Params) -> None:
     print(backtest.summary_table(report))
     if cross_section.headline(report["cross_section"]):
         print(cross_section.summary_table(report["cross_section"]))
-        print(cross_section.verdict(report["cross_section"], f"over {report['cross_section']['days']} walk-forward days"))
+        walk = report["cross_section"]
+        print(cross_section.verdict(walk, f"over {walk['days']} walk-forward days"))
     print(f"backtest of {len(folds)} folds in {time.perf_counter() - started:.1f} s; MLflow run {run.info.run_id}")
