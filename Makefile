@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run figures screenshots services services-stop test lint mutate bench clean
+.PHONY: install run figures panel-figures screenshots services services-stop test lint mutate bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ run: $(STAMP)
 
 # The README's headline figures, from the reports `make run` wrote (tests/test_readme.py checks them).
 figures: $(STAMP)
+	$(BIN)/python -m nextclose.headline
+
+# The README's panel block: the pipeline on the 20 S&P 500 stocks in a clean clone of HEAD (about
+# 8 min), its reports into bench/results/sp500/, then the block rendered from them.
+panel-figures: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python scripts/panel_figures.py
 	$(BIN)/python -m nextclose.headline
 
 # docs/*.png, the README's pictures of the MLflow UI, optuna-dashboard and `dvc plots show`, from

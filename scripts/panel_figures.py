@@ -1,6 +1,6 @@
 """The README's panel figures: the pipeline on the 20 S&P 500 stocks, from a clean clone of HEAD.
 
-    python scripts/panel_figures.py            # then: make figures
+    make panel-figures      # or: python scripts/panel_figures.py, then make figures
 
 Clones this repository's HEAD into a temporary directory, sets ``data.source: sp500`` and
 ``features.volume: false`` (the stocks are close-only) in its params.yaml, runs ``dvc repro

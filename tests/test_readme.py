@@ -39,6 +39,25 @@ def test_the_block_is_replaced_between_its_markers_only():
         headline.replace_block("no markers", "new")
 
 
+def test_make_figures_leaves_the_prose_as_written_and_redacts_the_blocks(tmp_path):
+    # The README documents the URL forms redaction rewrites (scheme://user:password@): rewriting
+    # the blocks must not redact the prose around them, nor let a password through the blocks.
+    readme = tmp_path / "README.md"
+    readme.write_text((REPO / "README.md").read_text())
+    assert headline.main(readme, REPO / "reports", REPO / "bench" / "results" / "sp500") == 0
+    assert readme.read_text() == (REPO / "README.md").read_text()
+    assert "`scheme://user:password@`" in readme.read_text()
+    panel = tmp_path / "sp500"
+    panel.mkdir()
+    for source in (REPO / "bench" / "results" / "sp500").glob("*.json"):
+        (panel / source.name).write_text(source.read_text())
+    run = json.loads((panel / "run.json").read_text())
+    (panel / "run.json").write_text(json.dumps(run | {"command": "dvc repro --storage postgresql://u:hunter2@db/x"}))
+    assert headline.main(readme, REPO / "reports", panel) == 0
+    assert "hunter2" not in headline.current_block(readme.read_text(), headline.PANEL_BEGIN, headline.PANEL_END)
+    assert "`scheme://user:password@`" in readme.read_text()
+
+
 def numbers_only(document) -> bool:
     if isinstance(document, dict):
         return all(numbers_only(value) for value in document.values())

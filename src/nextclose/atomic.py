@@ -37,11 +37,15 @@ def _umask() -> int:
     return mask
 
 
-def write_new(path: Path, text: str) -> None:
+def write_new(path: Path, text: str, redacted: bool = False) -> None:
     """Write a new file's text, redacted (:func:`nextclose.redaction.redact`): the one way text
     reaches a file (``Commit.write_text``, :func:`write_text`, and a file in a folder that a
-    ``Commit`` stages); ``tests/test_redaction.py`` scans the code for any other."""
-    path.write_text(redaction.redact(text), encoding="utf-8")
+    ``Commit`` stages); ``tests/test_redaction.py`` scans the code for any other.
+
+    ``redacted=True``: the caller redacted every part of ``text`` that did not come from the
+    repository itself (the README's generated blocks: its prose documents the URL forms that
+    redaction rewrites, and must stay as written)."""
+    path.write_text(text if redacted else redaction.redact(text), encoding="utf-8")
 
 
 def _temporary_file(target: Path) -> Path:
@@ -224,13 +228,14 @@ def _recover(root: Path, outputs: tuple[Path, ...]) -> Optional[str]:
     return f"rolled back an interrupted write: removed {', '.join(cleaned)}" if cleaned else None
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Replace one file with ``text`` in one rename (no other output changes with it)."""
+def write_text(path: str | Path, text: str, redacted: bool = False) -> None:
+    """Replace one file with ``text`` in one rename (no other output changes with it);
+    ``redacted``: as :func:`write_new`'s."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = _temporary_file(path)
     try:
-        write_new(temporary, text)
+        write_new(temporary, text, redacted)
         os.replace(temporary, path)
     except BaseException:
         _remove(temporary)

@@ -15,12 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nextclose import atomic, cross_section, evaluation
+from nextclose import atomic, cross_section, evaluation, redaction
 
 BEGIN = "<!-- headline figures: written by `make figures` from reports/; do not edit by hand -->"
 END = "<!-- end of headline figures -->"
 # The panel's block: from the reports scripts/panel_figures.py copies out of a run on the 20 stocks.
-PANEL_BEGIN = "<!-- panel figures: written by `make figures` from bench/results/sp500/; do not edit by hand -->"
+PANEL_BEGIN = "<!-- panel figures: written by `make panel-figures` from bench/results/sp500/; do not edit by hand -->"
 PANEL_END = "<!-- end of panel figures -->"
 PANEL_REPORTS = Path("bench/results/sp500")
 
@@ -140,7 +140,8 @@ def render_panel(metrics: dict[str, Any], backtest: dict[str, Any], ranking: dic
     overrides = ", ".join(f"`{key}: {str(value).lower() if isinstance(value, bool) else value}`"
                           for key, value in run["overrides"].items())
     lines = [
-        f"**The 20 stocks** (`{PANEL_REPORTS}/`, written by `python scripts/panel_figures.py` from commit "
+        f"**The 20 stocks** (`{PANEL_REPORTS}/`, written by `make panel-figures` (scripts/panel_figures.py) "
+        f"from commit "
         f"`{run['commit'][:7]}` on {run['date']}: {overrides}, every other param as committed; "
         f"`{run['command']}` took {run['seconds'] / 60:.1f} min):",
         "",
@@ -248,10 +249,13 @@ def main(readme: Path = Path("README.md"), reports: Path = Path("reports"),
          panel_reports: Path = PANEL_REPORTS) -> int:
     metrics, backtest = read_reports(reports, "metrics.json", "backtest.json")
     text = readme.read_text()
-    updated = replace_block(text, render(metrics, backtest), str(readme))
-    updated = replace_block(updated, render_panel_from(panel_reports), str(readme), PANEL_BEGIN, PANEL_END)
+    # Only the blocks are redacted: the prose around them is the repository's own, and documents
+    # the very URL forms redaction rewrites.
+    updated = replace_block(text, redaction.redact(render(metrics, backtest)), str(readme))
+    panel = redaction.redact(render_panel_from(panel_reports))
+    updated = replace_block(updated, panel, str(readme), PANEL_BEGIN, PANEL_END)
     if updated != text:
-        atomic.write_text(readme, updated)
+        atomic.write_text(readme, updated, redacted=True)
         print(f"{readme}: headline figures rewritten from {reports}/")
     else:
         print(f"{readme}: headline figures already match {reports}/")
