@@ -149,7 +149,7 @@ def test_a_hopeless_trial_is_pruned(workspace):
     study.enqueue_trial(good)
     study.enqueue_trial(hopeless)
     with mlflow.start_run():
-        study.optimize(tune_stage.make_objective(params, study, layout.read_training_data()), n_trials=2)
+        study.optimize(tune_stage.make_objective(params, study, tune_stage.read_folds(params)), n_trials=2)
     good_trial, hopeless_trial = study.trials
     assert good_trial.state == optuna.trial.TrialState.COMPLETE
     assert hopeless_trial.state == optuna.trial.TrialState.PRUNED

@@ -182,7 +182,7 @@ def test_rank_ic_tunes_a_panel_maximising_the_ensembles_validation_rank_ic(works
     capsys.readouterr()
     assert cli.main(["tune"]) == 0
     out = capsys.readouterr().out
-    assert "objective rank_ic: trials report no intermediate values" in out and " val_rank_ic " in out
+    assert "objective rank_ic on one fold: trials report no intermediate values" in out and " val_rank_ic " in out
 
     (summary,) = optuna.get_all_study_summaries(studies.open_storage("optuna-journal.log"), False)
     study = optuna.load_study(study_name=summary.study_name, storage=studies.open_storage("optuna-journal.log"))
@@ -191,7 +191,9 @@ def test_rank_ic_tunes_a_panel_maximising_the_ensembles_validation_rank_ic(works
     (trial,) = study.trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.intermediate_values == {}  # val_losses would mix directions: nothing for the pruner
-    assert trial.user_attrs["val_rank_ic_days"] > 10  # the forecasts rank: the value is a real mean
+    (days,) = trial.user_attrs["fold_val_rank_ic_days"]
+    assert days > 10  # the forecasts rank: the value is a real mean
+    assert trial.user_attrs["fold_val_rank_ic"] == [trial.value]
     # the value is the Rank IC of the served ensemble (the first training: the trial's; the second
     # retrains the best values for MLflow), recomputed the way evaluate forecasts a panel
     assert len(trained) == 2 and len(trained[0].member_seeds) == 2
@@ -242,4 +244,4 @@ def test_make_objective_refuses_rank_ic_without_a_panel(workspace):
     assert cli.main(["prepare"]) == 0
     study = optuna.create_study(direction="maximize")
     with pytest.raises(tune_stage.ObjectiveError, match="tune.objective: rank_ic"):
-        tune_stage.make_objective(ranked(), study, layout.read_training_data())
+        tune_stage.make_objective(ranked(), study, tune_stage.read_folds(ranked()))

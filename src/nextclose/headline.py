@@ -5,12 +5,15 @@ its execution's MLflow run, and the README's block.
 :func:`render` turns ``reports/backtest.json`` and ``reports/metrics.json`` into the Markdown
 block between :data:`BEGIN` and :data:`END` in README.md; ``make figures`` (this module's
 ``main``) rewrites that block, and ``tests/test_readme.py`` fails when it is not what the
-committed reports give.
+committed reports give. :func:`render_tuning` turns ``bench/results/tuned_vs_default.json`` (written
+by ``bench/tuned_vs_default.py``) into the block between :data:`TUNING_BEGIN` and :data:`TUNING_END`,
+which ``main`` rewrites too once the README has those markers and the file exists.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,16 @@ END = "<!-- end of headline figures -->"
 PANEL_BEGIN = "<!-- panel figures: written by `make panel-figures` from bench/results/sp500/; do not edit by hand -->"
 PANEL_END = "<!-- end of panel figures -->"
 PANEL_REPORTS = Path("bench/results/sp500")
+# The tuning block: the tuned settings against the defaults over fresh seeds, walking forward.
+TUNING_BEGIN = ("<!-- tuning figures: written by `make figures` from bench/results/tuned_vs_default.json; "
+                "do not edit by hand -->")
+TUNING_END = "<!-- end of tuning figures -->"
+TUNING_RESULTS = Path("bench/results/tuned_vs_default.json")
+TUNING_P_VALUE = 0.05  # the paired t-test's threshold for either verdict but "no evidence"
+TUNING_HELPS = "tuning helps"
+TUNING_DOES_WORSE = "tuning does worse"
+NO_EVIDENCE = "no evidence that tuning helps"
+TUNING_FIGURE = "walk-forward RMSE / persistence's, pooled"
 
 
 def _skill(p_value: float) -> str:
@@ -166,6 +179,96 @@ def render_panel(metrics: dict[str, Any], backtest: dict[str, Any], ranking: dic
     return "\n".join(lines)
 
 
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{key}: {value:g}`" if isinstance(value, (int, float)) else f"`{key}: {value}`"
+                     for key, value in values.items())
+
+
+def _spread(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.4f} ± {std:.4f} ({min(values):.4f} .. {max(values):.4f})"
+
+
+def _p_text(p_value: Any) -> str:
+    if p_value is None:
+        return "undefined"
+    return f"{p_value:.3f}" if p_value >= 0.001 else f"{p_value:.1e}"
+
+
+def tuning_same_as_defaults(document: dict[str, Any]) -> bool:
+    """Whether the tuned values are the defaults (``default_params``, when the document has them)."""
+    defaults = document.get("default_params")
+    return isinstance(defaults, dict) and all(
+        key in defaults and defaults[key] == value for key, value in document["tuned_params"].items())
+
+
+def tuning_verdict_parts(document: dict[str, Any]) -> tuple[str, str]:
+    """The verdict on tuning from the figures of ``bench/results/tuned_vs_default.json`` (lower is
+    better), and why: :data:`TUNING_HELPS` only when the tuned mean is below the defaults' and the
+    paired t-test's p is below 0.05, :data:`TUNING_DOES_WORSE` when it is above with p below 0.05,
+    and otherwise (the tuned values the defaults among them) :data:`NO_EVIDENCE`."""
+    tuned, default = statistics.fmean(document["tuned"]), statistics.fmean(document["default"])
+    p_value = document.get("p_value")
+    means = f"{tuned:.4f} against {default:.4f} over {len(document['tuned'])} fresh seeds"
+    if tuning_same_as_defaults(document):
+        return NO_EVIDENCE, "the tuned values are the defaults, so both rows score the same settings"
+    if p_value is not None and p_value < TUNING_P_VALUE and tuned != default:
+        lower = tuned < default
+        return (TUNING_HELPS if lower else TUNING_DOES_WORSE,
+                f"the tuned settings' walk-forward RMSE / persistence's is {'lower' if lower else 'higher'} than "
+                f"the defaults' ({means}; paired t-test p = {_p_text(p_value)} < {TUNING_P_VALUE:g})")
+    direction = "lower" if tuned < default else "higher" if tuned > default else "the same"
+    if p_value is None:
+        why = "the paired t-test is undefined"
+    elif p_value >= TUNING_P_VALUE:
+        why = f"paired t-test p = {_p_text(p_value)} ≥ {TUNING_P_VALUE:g}"
+    else:
+        why = "the means are equal"
+    return NO_EVIDENCE, f"the tuned settings' mean is {direction} ({means}), but {why}"
+
+
+def tuning_verdict(document: dict[str, Any]) -> str:
+    """:func:`tuning_verdict_parts` as one sentence (the bench prints it)."""
+    verdict, why = tuning_verdict_parts(document)
+    return f"{verdict}: {why}"
+
+
+def render_tuning(document: dict[str, Any]) -> str:
+    """The README's tuning block (markers excluded), from ``bench/results/tuned_vs_default.json``: what
+    was compared, the figures of both settings, their paired difference and the verdict."""
+    tuned, default, seeds = document["tuned"], document["default"], document["seeds"]
+    differences = [t - d for t, d in zip(tuned, default)]
+    made = [f"at commit `{document['commit'][:7]}`" if document.get("commit") else "",
+            f"on {document['date']}" if document.get("date") else "",
+            f"in {document['seconds'] / 60:.1f} min" if document.get("seconds") else ""]
+    study = (f" of study `{document['study_name']}`" if document.get("study_name") else "") + (
+        f" (its best trial's objective value {document['best_value']:.4f})"
+        if isinstance(document.get("best_value"), (int, float)) else "")
+    defaults = document.get("default_params")
+    default_row = f"default ({_settings(defaults)})" if isinstance(defaults, dict) else "default (params.yaml)"
+    std = statistics.stdev(differences) if len(differences) > 1 else 0.0
+    verdict, why = tuning_verdict_parts(document)
+    lines = [
+        f"**Does tuning help?** (`{TUNING_RESULTS}`, written by `python bench/tuned_vs_default.py`"
+        + "".join(f" {part}" for part in made if part) + f"): the tuned values{study} against params.yaml's "
+        f"defaults, each scored by the walk-forward backtest of `data/prepared` (the ARIMA baseline skipped) "
+        f"for {len(seeds)} fresh values of `base.seed` ({seeds[0]} .. {seeds[-1]}), none the tuner saw. The "
+        f"figure: {document.get('figure', TUNING_FIGURE)}, of the served ensemble; lower is better.",
+        "",
+        "| settings | walk-forward RMSE / persistence's: mean ± std (min .. max) |",
+        "| --- | --- |",
+        f"| tuned ({_settings(document['tuned_params'])}) | {_spread(tuned)} |",
+        f"| {default_row} | {_spread(default)} |",
+        "",
+        f"Tuned − default, paired by seed: {statistics.fmean(differences):+.4f} ± {std:.4f}; the tuned settings "
+        f"did better on {sum(d < 0 for d in differences)} of {len(differences)} seeds; paired t-test p = "
+        f"{_p_text(document.get('p_value'))}.",
+        "",
+        f"> Verdict: **{verdict}**: {why}.",
+    ]
+    return "\n".join(lines)
+
+
 def test_scores(metrics: dict[str, Any]) -> dict[str, float]:
     """``reports/scores.json``, the evaluate stage's DVC metric: the served model's test RMSE over
     persistence's (the tutorial kind, scored in-sample: its per-day MSE)."""
@@ -246,7 +349,7 @@ def render_panel_from(directory: Path = PANEL_REPORTS) -> str:
 
 
 def main(readme: Path = Path("README.md"), reports: Path = Path("reports"),
-         panel_reports: Path = PANEL_REPORTS) -> int:
+         panel_reports: Path = PANEL_REPORTS, tuning: Path = TUNING_RESULTS) -> int:
     metrics, backtest = read_reports(reports, "metrics.json", "backtest.json")
     text = readme.read_text()
     # Only the blocks are redacted: the prose around them is the repository's own, and documents
@@ -254,6 +357,10 @@ def main(readme: Path = Path("README.md"), reports: Path = Path("reports"),
     updated = replace_block(text, redaction.redact(render(metrics, backtest)), str(readme))
     panel = redaction.redact(render_panel_from(panel_reports))
     updated = replace_block(updated, panel, str(readme), PANEL_BEGIN, PANEL_END)
+    # The tuning block once the README has its markers and the bench has written its results.
+    if TUNING_BEGIN in updated and TUNING_END in updated and tuning.is_file():
+        block = redaction.redact(render_tuning(json.loads(tuning.read_text())))
+        updated = replace_block(updated, block, str(readme), TUNING_BEGIN, TUNING_END)
     if updated != text:
         atomic.write_text(readme, updated, redacted=True)
         print(f"{readme}: headline figures rewritten from {reports}/")

@@ -174,6 +174,17 @@ def drift_rate(train_closes: np.ndarray) -> float:
     return float(np.mean(np.diff(np.log(closes))))
 
 
+def drift_rates(closes: dict[str, np.ndarray], symbols: np.ndarray) -> tuple[dict[str, float], list[str]]:
+    """Each of ``symbols``' drift from its own closes in ``closes``; a symbol with fewer than two
+    (listed after them) gets the median of the others' rates, and is named in the second value."""
+    rates = {symbol: drift_rate(values) for symbol, values in closes.items() if len(values) >= 2}
+    if not rates:
+        raise ValueError("no symbol has two closes to fit a drift on")
+    median = float(np.median(list(rates.values())))
+    missing = sorted({str(symbol) for symbol in np.unique(symbols)} - set(rates))
+    return rates | {symbol: median for symbol in missing}, missing
+
+
 def drift_forecast(last_close: np.ndarray, rate: float) -> np.ndarray:
     """A random walk with drift: today's close grown by the training drift rate."""
     return closes_from_log_returns(last_close, np.full(np.shape(last_close), rate))

@@ -19,6 +19,7 @@ import pandas as pd
 
 from nextclose import evaluation, features, forecaster, metrics, significance
 from nextclose.features import Normalisation, PanelWindows
+from nextclose.metrics import drift_rates as drift_rates  # where the panel's callers look for it
 from nextclose.params import EvaluateParams
 
 # reports/panel_predictions.csv: one row per scored symbol-day, in each symbol's own prices.
@@ -53,17 +54,6 @@ def closes_by_symbol(bars: pd.DataFrame) -> dict[str, np.ndarray]:
 def training_closes_by_symbol(bars: pd.DataFrame) -> dict[str, np.ndarray]:
     """Each symbol's training closes: all its drift and the naive scale may learn from."""
     return closes_by_symbol(bars.loc[bars["split"] == "train"])
-
-
-def drift_rates(closes: dict[str, np.ndarray], symbols: np.ndarray) -> tuple[dict[str, float], list[str]]:
-    """Each of ``symbols``' drift from its own closes in ``closes``; a symbol with fewer than two
-    (listed after them) gets the median of the others' rates, and is named in the second value."""
-    rates = {symbol: metrics.drift_rate(values) for symbol, values in closes.items() if len(values) >= 2}
-    if not rates:
-        raise ValueError("no symbol has two closes to fit a drift on")
-    median = float(np.median(list(rates.values())))
-    missing = sorted({str(symbol) for symbol in np.unique(symbols)} - set(rates))
-    return rates | {symbol: median for symbol in missing}, missing
 
 
 def pooled_naive_scale(closes: dict[str, np.ndarray]) -> float:

@@ -128,6 +128,9 @@ class TuneParams:
     # val_loss: the served ensemble's validation loss, minimised; rank_ic: the mean daily Rank IC of
     # its validation forecasts across symbols, maximised (a panel of 2 or more symbols only)
     objective: Literal["val_loss", "rank_ic"]
+    # each trial is scored on the last cv_folds blocks (a validation split's length each) of the
+    # training and validation period, trained on every sample before each: the mean of the blocks
+    cv_folds: int
     storage: Optional[str]
     n_trials: int
     timeout: Optional[float]
@@ -261,6 +264,7 @@ def _resolve_symbol(sections: dict[str, dict], file: str) -> None:
 EARLIEST_DATE, LATEST_DATE = dt.date(1900, 1, 1), dt.date(2200, 12, 31)
 # numpy's seeds are unsigned 32-bit integers.
 MAX_SEED = 2**32 - 1
+MAX_CV_FOLDS = 10  # tune.cv_folds: each fold is a full training run per trial
 # Members of one ensemble: each adds its weights to the one compiled graph.
 MAX_MEMBERS = 64
 
@@ -389,6 +393,8 @@ def _check_ranges(params: Params, file: str) -> None:
         fail("tune.study_name", "use letters, digits, '.', '_' and '-' only")
     if tune.n_trials < 1:
         fail("tune.n_trials", "must be at least 1")
+    if not 1 <= tune.cv_folds <= MAX_CV_FOLDS:
+        fail("tune.cv_folds", f"must lie in 1 .. {MAX_CV_FOLDS}")
     if not 0 <= tune.seed <= MAX_SEED:
         fail("tune.seed", f"must lie in 0 .. {MAX_SEED} (2**32 - 1)")
     if tune.timeout is not None and tune.timeout <= 0:

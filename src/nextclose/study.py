@@ -150,14 +150,21 @@ DEFAULT_OBJECTIVE = "val_loss"
 
 
 def fixed_settings(params: Params) -> dict[str, object]:
-    """What the objective reads besides the searched values, and which objective it is unless the
-    default: a change starts a new study (values of two objectives never share one)."""
+    """What the objective reads besides the searched values, which objective it is unless the
+    default, and on which folds: a change starts a new study (values of two objectives, or of
+    two sets of folds, never share one)."""
     searched = {row.name for row in SEARCHED}
     fixed = {
         k: v for k, v in params.section_dict(*FIXED_SECTIONS).items() if k not in searched | NEVER_FIXED
     }
     if params.tune.objective != DEFAULT_OBJECTIVE:
         fixed["tune.objective"] = params.tune.objective
+    # The folds a trial is scored on (nextclose.tuning_folds): one fold is the validation split
+    # that every study before tune.cv_folds was scored on, so it keeps their names.
+    if params.tune.cv_folds != 1:
+        fixed["tune.cv_folds"] = params.tune.cv_folds
+    if params.backtest.days is not None:  # the tuning period ends before the first walk-forward day
+        fixed["backtest.days"] = params.backtest.days
     return fixed
 
 
@@ -188,7 +195,7 @@ def open_study(params: Params, prepared_summary: dict[str, Any], location: str) 
     storage = open_storage(location)
     existing = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     others = [s for s in existing if s.startswith(f"{params.tune.study_name}-") and s != name]
-    pruner = make_pruner(params.tune.pruner, params.train.eval_every, params.tune.steps_max)
+    pruner = make_pruner(params.tune.pruner, params.train.eval_every, params.tune.steps_max, params.tune.cv_folds)
     study = optuna.create_study(
         study_name=name, storage=storage, pruner=pruner, direction=OBJECTIVES[params.tune.objective].direction,
         load_if_exists=True,
@@ -247,7 +254,15 @@ def make_sampler(seed: int) -> TrialSeededTPESampler:
     return TrialSeededTPESampler(seed=seed, n_startup_trials=5)
 
 
-def make_pruner(kind: str, eval_every: int, max_steps: int) -> optuna.pruners.BasePruner:
+def make_pruner(kind: str, eval_every: int, max_steps: int, cv_folds: int = 1) -> optuna.pruners.BasePruner:
+    """The pruner of ``tune.pruner``. With several folds a trial reports once per fold (step =
+    the fold's number): judged from its first fold on; with one, every ``eval_every`` steps."""
+    if cv_folds > 1:
+        if kind == "median":
+            return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+        if kind == "hyperband":
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cv_folds)
+        return optuna.pruners.NopPruner()
     if kind == "median":
         # Let a few trials finish and each run a few evaluations before judging it.
         return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3 * eval_every)

@@ -36,7 +36,7 @@ TINY_OVERRIDES = {
               "log_every": 20, "patience": None},  # two members: the ensemble paths, at half the cost of five
     "evaluate": {"arima": False, "arima_max_p": 1, "arima_max_q": 1, "bootstrap_draws": 200},
     "backtest": {"folds": 2},
-    "tune": {"n_trials": 3, "timeout": None, "hidden_units_min": 2, "hidden_units_max": 8,
+    "tune": {"n_trials": 3, "timeout": None, "cv_folds": 1, "hidden_units_min": 2, "hidden_units_max": 8,
              "steps_min": 20, "steps_max": 60, "steps_step": 20},
 }
 

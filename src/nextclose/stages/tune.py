@@ -3,10 +3,13 @@
 Every trial trains the default model through the train stage's own entry point
 (:func:`nextclose.training.train_model`), ``train.seeds`` members at once, and is scored on the
 ensemble it would serve (each member at its best weights), so the search does not chase one lucky
-seed; the test split is never read. ``tune.objective`` says by what: ``val_loss``, its validation
-loss (minimised), or ``rank_ic``, on a panel, the mean daily Rank IC of its validation forecasts
-across symbols (maximised). The study lives in a persistent storage shared by every worker; one
-MLflow parent run per invocation holds a nested child run per trial.
+seed, and on ``tune.cv_folds`` blocks of the training and validation period, each trained on every
+day before it (:mod:`nextclose.tuning_folds`), so it does not chase one lucky period either: the
+value is the mean over the blocks. The test split and the walk-forward days are never read.
+``tune.objective`` says by what: ``val_loss``, the validation loss (minimised), or ``rank_ic``,
+on a panel, the mean daily Rank IC of the validation forecasts across symbols (maximised). The
+study lives in a persistent storage shared by every worker; one MLflow parent run per invocation
+holds a nested child run per trial, with each fold's values as steps.
 
 Writes ``reports/best_params.yaml`` (the best values, for ``nextclose
 apply-best``), ``reports/tune.json`` (DVC metrics: the objective, the best value, persistence's,
@@ -16,7 +19,6 @@ parent run).
 
 from __future__ import annotations
 
-import functools
 import logging
 import warnings
 from typing import Any, Callable, Optional
@@ -24,10 +26,10 @@ from typing import Any, Callable, Optional
 import numpy as np
 import optuna
 
-from nextclose import atomic, cross_section, features, layout, tracking, training
+from nextclose import atomic, cross_section, features, layout, tracking, training, tuning_folds
 from nextclose import study as studies
 from nextclose.errors import UserError
-from nextclose.features import Normalisation, PanelWindows, TrainingData, Windows
+from nextclose.features import Normalisation, PanelWindows, Windows
 from nextclose.params import Params
 
 log = logging.getLogger("nextclose.tune")
@@ -78,28 +80,40 @@ def validation_rank_ic(network: Any, validation: PanelWindows, target_scales: np
     return (0.0 if mean is None else float(mean)), int(np.isfinite(rank_ic).sum())
 
 
-def persistence_val_loss(data: TrainingData) -> float:
-    """The validation loss of forecasting no change: the trained ensembles' loss (squared
-    log-return error over the training target scale) of a forecast of zero."""
-    scaled = data.validation.targets.astype(np.float64) / data.normalisation.target_scale
-    return float(np.mean(np.square(scaled)))
+def read_folds(params: Params) -> list[tuning_folds.TuningFold]:
+    """The ``tune.cv_folds`` folds of the prepared data (:func:`nextclose.tuning_folds.plan`)."""
+    data = layout.read_training_data()
+    return tuning_folds.plan(layout.read_windows(), layout.read_prepared_bars(), data.normalisation.feature_names,
+                             params, data.tutorial_x, data.tutorial_y)
 
 
 def make_objective(
-    params: Params, study: optuna.Study, data: TrainingData,
-    per_symbol: Optional[dict[str, Normalisation]] = None,
+    params: Params, study: optuna.Study, folds: list[tuning_folds.TuningFold],
 ) -> Callable[[optuna.Trial], float]:
-    """The objective: train the trial's lstm and return its served ensemble's value of
-    ``tune.objective``. For val_loss each evaluation's val_loss is reported, which the pruner
-    reads; for rank_ic (which needs the panel's ``per_symbol`` statistics) nothing is: those
-    val_losses would be minimised in a maximised study."""
+    """The objective: train the trial's lstm on each fold and return the mean of its served
+    ensembles' values of ``tune.objective`` over the folds.
+
+    With several folds, the running mean is reported after each fold (step = the fold's
+    number), which the pruner reads: a trial whose first folds are already bad stops there.
+    With one fold, val_loss reports every evaluation's val_loss instead (step = the training
+    step), and rank_ic reports nothing (those val_losses would be minimised in a maximised study).
+    """
     mlflow = tracking.mlflow_api()
-    check_objective(params.tune.objective, data.validation, per_symbol)
-    rank_ic_of: Optional[Callable[[Any], tuple[float, int]]] = None
-    if params.tune.objective == "rank_ic":
-        assert isinstance(data.validation, PanelWindows) and per_symbol is not None  # check_objective's
-        rank_ic_of = functools.partial(validation_rank_ic, validation=data.validation, target_scales=(
-            features.symbol_target_scales(data.validation.symbols, per_symbol)))
+    objective_name = params.tune.objective
+    for fold in folds:
+        check_objective(objective_name, fold.data.validation, fold.per_symbol)
+    metric = studies.OBJECTIVES[objective_name].metric_name
+    per_fold = len(folds) > 1
+
+    def fold_value(fold: tuning_folds.TuningFold, result: training.TrainResult) -> tuple[float, dict[str, float]]:
+        """The fold's value of the objective, and what else its child run logs for it."""
+        if objective_name != "rank_ic":
+            return result.best_loss, {}
+        validation = fold.data.validation
+        assert isinstance(validation, PanelWindows) and fold.per_symbol is not None  # check_objective's
+        value, days = validation_rank_ic(result.model, validation,
+                                         features.symbol_target_scales(validation.symbols, fold.per_symbol))
+        return value, {"fold_val_rank_ic_days": days}
 
     def objective(trial: optuna.Trial) -> float:
         values = studies.suggest_params(trial, params.tune)
@@ -114,32 +128,62 @@ def make_objective(
             )
             trial.set_user_attr("mlflow_run_id", child.info.run_id)
             mlflow.log_params(values)
-            served_so_far = float("inf")
+            served_so_far = float("nan")
+            fold_values: list[float] = []
+            fold_losses: list[float] = []
+            fold_steps: list[int] = []
+            fold_days: list[int] = []  # rank_ic: the days each fold's mean is over
 
             def on_point(point: training.CurvePoint) -> None:
                 nonlocal served_so_far
                 assert point.val_loss is not None and point.served_val_loss is not None  # the lstm has both
-                mlflow.log_metrics({"loss": point.loss, "val_loss": point.val_loss,
-                                    "served_val_loss": point.served_val_loss}, step=point.step)
+                prefix = f"fold{len(fold_values) + 1}/" if per_fold else ""
+                mlflow.log_metrics({f"{prefix}loss": point.loss, f"{prefix}val_loss": point.val_loss,
+                                    f"{prefix}served_val_loss": point.served_val_loss}, step=point.step)
                 # The ensemble with each member's best weights so far: what would be served if
                 # training ended here, and what the objective returns at the end.
                 served_so_far = point.served_val_loss
-                if rank_ic_of is not None:  # no intermediate value: the pruner has none to judge by
+                if per_fold or objective_name == "rank_ic":  # judged per fold, or not at all
                     return
                 trial.report(served_so_far, point.step)
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"val_loss {served_so_far:.4f} at step {point.step}")
 
+            def record_folds() -> None:
+                trial.set_user_attr(f"fold_{metric}", fold_values)
+                if objective_name != "val_loss":
+                    trial.set_user_attr("fold_val_loss", fold_losses)
+                trial.set_user_attr("fold_best_step", fold_steps)
+                if fold_days:
+                    trial.set_user_attr("fold_val_rank_ic_days", fold_days)
+
             try:
-                result = training.train_model(
-                    data, trial_params.model, trial_params.train, trial_params.base.seed, on_point
-                )
-                value = result.best_loss
-                if rank_ic_of is not None:
-                    value, days = rank_ic_of(result.model)
-                    trial.set_user_attr("val_rank_ic_days", days)
+                for fold in folds:
+                    result = training.train_model(
+                        fold.data, trial_params.model, trial_params.train, trial_params.base.seed, on_point)
+                    value, extra = fold_value(fold, result)
+                    fold_values.append(value)
+                    fold_losses.append(result.best_loss)
+                    fold_steps.append(result.best_step)
+                    if "fold_val_rank_ic_days" in extra:
+                        fold_days.append(int(extra["fold_val_rank_ic_days"]))
+                    number = len(fold_values)
+                    mlflow.log_metrics({"fold_val_loss": result.best_loss, "fold_best_step": result.best_step,
+                                        "fold_persistence_val_loss": fold.persistence_val_loss,
+                                        "fold_drift_val_loss": fold.drift_val_loss}
+                                       | ({"fold_val_rank_ic": value} if objective_name == "rank_ic" else {})
+                                       | extra, step=number)
+                    if per_fold:
+                        running = float(np.mean(fold_values))
+                        trial.report(running, number)
+                        if number < len(folds) and trial.should_prune():
+                            raise optuna.TrialPruned(f"{metric} {running:.4f} over the first {number} folds")
             except optuna.TrialPruned:
-                mlflow.log_metric("best_val_loss", served_so_far)
+                record_folds()
+                if fold_values:
+                    mlflow.log_metric(f"mean_fold_{metric}", float(np.mean(fold_values)))
+                if not per_fold and objective_name == "val_loss":
+                    mlflow.log_metric("best_val_loss", served_so_far)
                 mlflow.set_tag("state", "PRUNED")
                 mlflow.end_run("KILLED")  # MLflow's word for a run stopped on purpose
                 raise
@@ -147,10 +191,12 @@ def make_objective(
                 mlflow.set_tag("state", "FAIL")
                 mlflow.end_run("FAILED")
                 raise
-            figures = {"best_val_loss": result.best_loss, "best_step": result.best_step,
+            record_folds()
+            value = float(np.mean(fold_values))
+            figures = {studies.OBJECTIVES[objective_name].logged: value, "best_step": result.best_step,
                        "steps_run": result.steps_run}
-            if rank_ic_of is not None:
-                figures["val_rank_ic"] = value
+            if objective_name != "val_loss":
+                figures["best_val_loss"] = float(np.mean(fold_losses))
             mlflow.log_metrics(figures)
             mlflow.set_tag("state", "COMPLETE")
             mlflow.end_run("FINISHED")
@@ -203,6 +249,7 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     data = layout.read_training_data()
     per_symbol = layout.read_panel_normalisation()
     check_objective(params.tune.objective, data.validation, per_symbol)  # before a study is opened
+    folds = read_folds(params)
     objective = studies.OBJECTIVES[params.tune.objective]
     study, is_new, others = studies.open_study(params, layout.read_summary(), location)
     if is_new and others:
@@ -222,32 +269,45 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     import tensorflow as tf
 
     tf.get_logger().setLevel(logging.ERROR)  # each trial traces its own functions; no news
-    # The loss of forecasting "no change" on validation (every trial's step 0): the figure a
-    # trial must beat, which the dashboard and the runs show beside the trials' values. No change
-    # ranks no symbol above another: its Rank IC is undefined (null), and 0 is "no skill".
-    persistence = persistence_val_loss(data)
+    # The loss of forecasting "no change" on the folds (every trial's step 0), and of each
+    # series' drift: the figures a trial must beat, which the dashboard and the runs show beside
+    # the trials' values. No change ranks no symbol above another: its Rank IC is undefined
+    # (null), and 0 is "no skill".
+    persistence = float(np.mean([fold.persistence_val_loss for fold in folds]))
+    drift = float(np.mean([fold.drift_val_loss for fold in folds]))
     references: dict[str, Optional[float]] = {"persistence_val_loss": persistence}
     if params.tune.objective == "rank_ic":
         references[objective.reference] = None
-        print("objective rank_ic: trials report no intermediate values, so the pruner stops none", flush=True)
+        if len(folds) == 1:
+            print("objective rank_ic on one fold: trials report no intermediate values, so the pruner stops none",
+                  flush=True)
+    print(f"{len(folds)} fold(s), each trained on every day before it: " + "; ".join(
+        f"{fold.start} .. {fold.end}" for fold in folds), flush=True)
     with warnings.catch_warnings():  # experimental in Optuna 4; the dashboard labels its axis with it
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([objective.metric_name])
     for name, reference in references.items():
         study.set_user_attr(name, reference)
+    # What the dashboard's "User Attributes" show beside the trials: the folds and what no skill scores on each.
+    study.set_user_attr("drift_val_loss", drift)
+    study.set_user_attr("cv_folds", [fold.dates() for fold in folds])
+    study.set_user_attr("fold_persistence_val_loss", [fold.persistence_val_loss for fold in folds])
+    study.set_user_attr("fold_drift_val_loss", [fold.drift_val_loss for fold in folds])
     with tracking.stage_run("tune") as parent:
         tune_params = params.section_dict("tune")
         mlflow.log_params(tune_params)
         mlflow.log_params({"tune.n_trials_run": trials, "study": study.study_name})
         mlflow.set_tags({"optuna_study": study.study_name, "optuna_storage": shown})
         mlflow.log_metric("persistence_val_loss", persistence)
+        mlflow.log_metric("drift_val_loss", drift)
+        mlflow.log_dict({"folds": [fold.dates() for fold in folds]}, "cv_folds.json")
 
         def report(_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             value = "" if trial.value is None else f" {objective.metric_name} {trial.value:.4f}"
             print(f"trial {trial.number} {trial.state.name.lower()}{value} {trial.params}", flush=True)
 
         study.optimize(
-            make_objective(params, study, data, per_symbol), n_trials=trials, timeout=params.tune.timeout,
+            make_objective(params, study, folds), n_trials=trials, timeout=params.tune.timeout,
             callbacks=[report], gc_after_trial=True,
             catch=(training.TrainingDiverged,),  # a diverged trial is FAIL; the search goes on
         )
@@ -259,7 +319,9 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
             mlflow.log_metric(objective.logged, best["value"])
             mlflow.log_params(best["params"])
             mlflow.set_tag("best_trial", str(best["trial"]))
-            # Training is deterministic, so retraining the best values gives the best trial's model.
+            # The best values trained as the train stage would train them (on the training split,
+            # early-stopped on validation): with one fold, the best trial's own model (training is
+            # deterministic); with several, the model apply-best and dvc repro would give.
             best_params = studies.with_trial_values(params, best["params"])
             best_model = training.train_model(
                 data, best_params.model, best_params.train, best_params.base.seed).model
