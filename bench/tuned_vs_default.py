@@ -153,9 +153,18 @@ def main(argv=None) -> int:
     print(f"{len(seeds)} seeds x 2 settings, each a walk-forward backtest of {params.backtest.folds} folds on "
           f"data/prepared; the ARIMA baseline is skipped (evaluate.arima false): it is not in the figure", flush=True)
 
+    # When the study's best is its baseline trial (tune.baseline_trial), tuning kept the defaults:
+    # the two settings are one, and training is deterministic, so each seed is trained once.
+    same_settings = settings["tuned"] == settings["default"]
+    if same_settings:
+        print("the tuned values are the defaults (the study's best is its baseline trial): "
+              "each seed is scored once, for both", flush=True)
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in settings}
     for seed in seeds:
         for name, chosen in settings.items():  # interleaved: both see the same load
+            if same_settings and name == "tuned":
+                runs[name].append(runs["default"][-1])
+                continue
             run = walk_forward(chosen, splits, bars, names, seed)
             runs[name].append(run)
             print(f"seed {seed} {name:>7}: {run['ratio']:.4f} (folds "
@@ -172,6 +181,7 @@ def main(argv=None) -> int:
         "tuned_params": {f"{section}.{key}": value for (section, key), value in best.items()},
         "default_params": {f"{section}.{key}": getattr(getattr(params, section), key) for (section, key) in best},
         "p_value": paired_p_value(tuned, default),
+        "same_settings": same_settings,
         "study_name": study.get("study_name"),
         "best_value": study.get("best_value"),
         "commit": head_commit(),

@@ -131,6 +131,9 @@ class TuneParams:
     # each trial is scored on the last cv_folds blocks (a validation split's length each) of the
     # training and validation period, trained on every sample before each: the mean of the blocks
     cv_folds: int
+    # first, a trial of the lstm kind's defaults, unless the study holds one: the best is then
+    # never worse on the folds than the defaults
+    baseline_trial: bool
     storage: Optional[str]
     n_trials: int
     timeout: Optional[float]

@@ -48,6 +48,13 @@ class Searched:
         suggest = trial.suggest_int if self.type is int else trial.suggest_float
         return suggest(self.name, **self.bounds(tune))
 
+    def holds(self, value: Any, tune: object) -> bool:
+        """Whether the search can draw ``value``: within the range, and on the grid if stepped."""
+        bounds = self.bounds(tune)
+        if not bounds["low"] <= value <= bounds["high"]:
+            return False
+        return not self.stepped or (value - bounds["low"]) % bounds["step"] == 0
+
     def coerce(self, value: object, where: Optional[str] = None) -> Any:
         """``value`` as this setting's type (a trial's value, a YAML number)."""
         if isinstance(value, bool) or not isinstance(value, (int, float)):

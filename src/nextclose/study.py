@@ -20,7 +20,7 @@ from optuna.storages.journal import JournalFileBackend, JournalRedisBackend
 
 from nextclose import processes, redaction
 from nextclose.errors import UserError
-from nextclose.params import Params, TuneParams
+from nextclose.params import KIND_DEFAULTS, Params, TuneParams
 from nextclose.search_space import SEARCHED
 
 DEFAULT_JOURNAL = "optuna-journal.log"
@@ -111,6 +111,43 @@ def search_space(tune: TuneParams) -> dict[str, dict[str, Any]]:
 def suggest_params(trial: optuna.Trial, tune: TuneParams) -> dict[str, Any]:
     """Every ``trial.suggest_*`` of the search, in one place."""
     return {searched.name: searched.suggest(trial, tune) for searched in SEARCHED}
+
+
+# Why a study holds the defaults as a trial: its best is then never worse on the folds than
+# what params.yaml gives with null values, so the tuner moves off the defaults only when a
+# searched trial beats them on the same folds (Optuna: "Specify Hyperparameters Manually").
+BASELINE = "the lstm kind's defaults"
+
+
+def baseline_values() -> dict[str, Any]:
+    """The searched settings' values that ``null`` gives the lstm kind (KIND_DEFAULTS)."""
+    return {searched.name: KIND_DEFAULTS["lstm"][searched.key] for searched in SEARCHED}
+
+
+def enqueue_baseline(study: optuna.Study, tune: TuneParams) -> str:
+    """Queue a trial of :func:`baseline_values` unless the study holds one completed, running or
+    waiting, or the search space cannot draw them; what happened, in words. (A baseline that
+    failed, or was pruned by a version that pruned it, is queued again.)"""
+    values = baseline_values()
+    outside = [f"{searched.name} {values[searched.name]}" for searched in SEARCHED
+               if not searched.holds(values[searched.name], tune)]
+    if outside:
+        return f"{BASELINE} are outside the search space ({', '.join(outside)}): not queued"
+    for trial in study.get_trials(deepcopy=False):
+        held = trial.system_attrs.get("fixed_params", trial.params)  # a waiting trial's params are to come
+        if trial.state not in (optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED) and held == values:
+            return f"{BASELINE} are trial {trial.number} ({trial.state.name.lower()})"
+    study.enqueue_trial(values, user_attrs={"baseline": BASELINE})
+    return f"{BASELINE} queued first: {values}"
+
+
+def baseline_value(study: optuna.Study) -> Optional[float]:
+    """The objective value of the study's completed trial of :func:`baseline_values`, if any."""
+    values = baseline_values()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if trial.params == values:
+            return trial.value
+    return None
 
 
 def with_trial_values(params: Params, values: dict[str, Any]) -> Params:

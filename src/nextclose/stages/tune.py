@@ -117,6 +117,8 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> float:
         values = studies.suggest_params(trial, params.tune)
+        # The baseline is what every other trial is judged against: it runs to the end.
+        prunable = "baseline" not in trial.user_attrs
         trial_params = studies.with_trial_values(params, values)
         with studies.Heartbeat(study, trial):
             parent = mlflow.active_run()
@@ -124,7 +126,8 @@ def make_objective(
             child = mlflow.start_run(
                 run_name=f"trial-{trial.number}", nested=True,
                 tags={**tracking.run_tags("tune", execution), "optuna_trial": str(trial.number),
-                      "optuna_study": study.study_name},
+                      "optuna_study": study.study_name}
+                | ({"baseline": trial.user_attrs["baseline"]} if "baseline" in trial.user_attrs else {}),
             )
             trial.set_user_attr("mlflow_run_id", child.info.run_id)
             mlflow.log_params(values)
@@ -146,7 +149,7 @@ def make_objective(
                 if per_fold or objective_name == "rank_ic":  # judged per fold, or not at all
                     return
                 trial.report(served_so_far, point.step)
-                if trial.should_prune():
+                if prunable and trial.should_prune():
                     raise optuna.TrialPruned(f"val_loss {served_so_far:.4f} at step {point.step}")
 
             def record_folds() -> None:
@@ -176,7 +179,7 @@ def make_objective(
                     if per_fold:
                         running = float(np.mean(fold_values))
                         trial.report(running, number)
-                        if number < len(folds) and trial.should_prune():
+                        if prunable and number < len(folds) and trial.should_prune():
                             raise optuna.TrialPruned(f"{metric} {running:.4f} over the first {number} folds")
             except optuna.TrialPruned:
                 record_folds()
@@ -263,6 +266,8 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
     stale = studies.fail_stale_trials(study)
     if stale:
         print(f"marked trials {stale} FAIL: their worker died mid-trial")
+    if params.tune.baseline_trial:
+        print(studies.enqueue_baseline(study, params.tune), flush=True)
 
     trials = n_trials if n_trials is not None else params.tune.n_trials
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -314,6 +319,10 @@ def run(params: Params, n_trials: Optional[int] = None) -> dict[str, Any]:
         counts = studies.trial_counts(study)
         best = studies.best_values(study)
         mlflow.log_metrics({f"trials_{state}": n for state, n in counts.items()})
+        baseline = studies.baseline_value(study)
+        if baseline is not None:  # beside the best in the parent run: what the defaults scored
+            mlflow.log_metric(f"baseline_{objective.metric_name}", baseline)
+            print(f"{studies.BASELINE}: {objective.metric_name} {baseline:.4f}", flush=True)
         if best is not None:
             # the children's names: one column holds a trial's values and the study's best
             mlflow.log_metric(objective.logged, best["value"])
