@@ -1,4 +1,5 @@
-"""The README's panel figures: the pipeline on the 20 S&P 500 stocks, from a clean clone of HEAD.
+"""The panel figures of docs/results/panel.md: the pipeline on the 20 S&P 500 stocks, from a clean
+clone of HEAD.
 
     make panel-figures      # or: python scripts/panel_figures.py, then make figures
 
@@ -6,9 +7,9 @@ Clones this repository's HEAD into a temporary directory, sets ``data.source: sp
 ``features.volume: false`` (the stocks are close-only) in its params.yaml, runs ``dvc repro
 evaluate backtest`` there (tuning is not part of the figures) and copies the reports into
 ``bench/results/sp500/`` with ``run.json`` (the commit, the overrides, the date, the time taken).
-``make figures`` renders the README's panel block from that directory, and tests/test_readme.py
-recomputes its figures from the tables beside them. The workspace's own reports stay the
-single series'.
+``make figures`` renders the page's panel block from that directory (nextclose.results_pages), and
+tests/test_results_pages.py recomputes its figures from the tables beside them. The workspace's
+own reports stay the single series'.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nextclose import atomic  # noqa: E402
 
 DESTINATION = ROOT / "bench" / "results" / "sp500"
 OVERRIDES = {"data.source": "sp500", "features.volume": False}
-# What the README's panel block and its tests read: the summaries and the tables they recompute from.
+# What the page's panel block and its tests read: the summaries and the tables they recompute from.
 REPORTS = ("metrics.json", "backtest.json", "cross_section.json", "cross_section.csv",
            "backtest_cross_section.csv", "panel_predictions.csv", "backtest.csv")
 

@@ -1,4 +1,4 @@
-"""Screenshots of what a user sees, for the README: ``python scripts/screenshots.py`` (``make screenshots``).
+"""Screenshots of what a user sees, for the docs: ``python scripts/screenshots.py`` (``make screenshots``).
 
 From the workspace's own stores (run it after ``dvc repro`` and a few ``dvc exp run``s), with
 headless Chromium (Debian: ``apt-get install chromium``), it writes to ``docs/``:

@@ -279,8 +279,8 @@ def test_a_commit_reproduces_its_metrics_bit_for_bit(tmp_path):
 @pytest.mark.slow
 def test_the_committed_headline_figures_reproduce(tmp_path):
     """What the README promises of `make run`: the committed params give the committed
-    reports, bit for bit (prepare, train, evaluate, backtest), and so the README's generated
-    figures (tests/test_readme.py holds those to the committed reports)."""
+    reports, bit for bit (prepare, train, evaluate, backtest), and so the generated figures of
+    README.md and docs/results/ (tests/test_results_pages.py holds those to the committed reports)."""
     workspace = tmp_path / "work"
     workspace.mkdir()
     shutil.copy2(REPO / "params.yaml", workspace / "params.yaml")

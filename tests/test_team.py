@@ -1,4 +1,4 @@
-"""Team mode end to end, as two machines would run it (README: Working as a team).
+"""Team mode end to end, as two machines would run it (docs/how-to/team.md).
 
 Real servers on loopback, started by ``scripts/services.py`` as a user starts them: PostgreSQL
 (the one ``NEXTCLOSE_TEST_POSTGRES`` names, as ``.ci/postgres`` prints it), moto's S3-compatible

@@ -1,5 +1,5 @@
 """bench/tuned_vs_default.py (the tuned settings against the defaults over fresh seeds, walking
-forward) and the README's tuning block rendered from its results."""
+forward) and the tuning block of docs/results/tuning.md rendered from its results."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from nextclose import backtest, headline, metrics, preparation, redaction, training
+from nextclose import backtest, headline, metrics, preparation, redaction, results_pages, training
 from nextclose.params import parse_params
 
 from helpers import REPO, ConstantNetwork, random_walk_bars, tiny_params
@@ -177,35 +177,47 @@ def test_the_block_needs_only_the_required_keys():
     assert "| default (params.yaml) | " in block
 
 
-def readme_with_tuning_markers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(headline.replace_block((REPO / "README.md").read_text(), "old", "README.md",
-                                             headline.TUNING_BEGIN, headline.TUNING_END))
-    return readme
+TUNING_PAGE = "docs/results/tuning.md"
 
 
-def test_make_figures_writes_the_tuning_block_when_it_has_markers_and_results(tmp_path):
-    reports, panel = REPO / "reports", REPO / "bench" / "results" / "sp500"
-    if not panel.is_dir():
-        pytest.skip(f"{panel}: not here (make figures renders the panel block too)")
-    readme = readme_with_tuning_markers(tmp_path)
-    before = readme.read_text()
-    results = tmp_path / "tuned_vs_default.json"
-    assert headline.main(readme, reports, panel, results) == 0  # no results yet: the block is left alone
-    assert readme.read_text() == before
+def tuning_page(root):
+    """docs/results/tuning.md under ``root``, its block emptied (skips where docs/ is not copied)."""
+    committed_page = REPO / TUNING_PAGE
+    if not committed_page.is_file():
+        pytest.skip(f"{committed_page}: not here")
+    block = results_pages.block_named("tuning", TUNING_PAGE)
+    page = root / TUNING_PAGE
+    page.parent.mkdir(parents=True)
+    page.write_text(results_pages.replace_block(committed_page.read_text(), block, "", TUNING_PAGE))
+    return page, block
+
+
+def test_make_figures_writes_the_tuning_block_once_the_results_exist(tmp_path):
+    page, block = tuning_page(tmp_path)
+    before = page.read_text()
+    assert results_pages.write_pages(tmp_path, (block,)) == {TUNING_PAGE: False}  # no results yet: left alone
+    assert page.read_text() == before
     document = made(shifted(-0.003), DEFAULT_RATIOS, study_name="see postgresql://u:hunter2@db/x")
+    results = tmp_path / block.source
+    results.parent.mkdir(parents=True)
     results.write_text(json.dumps(document))
-    assert headline.main(readme, reports, panel, results) == 0
-    text = readme.read_text()
-    block = headline.current_block(text, headline.TUNING_BEGIN, headline.TUNING_END)
-    assert block == redaction.redact(headline.render_tuning(document))
-    assert "hunter2" not in block
-    assert text.replace(block, "old") == before  # nothing else changed
-    plain = tmp_path / "plain.md"  # no markers: untouched, results or not
-    unmarked = before.replace(headline.TUNING_BEGIN, "").replace(headline.TUNING_END, "")
-    plain.write_text(unmarked)
-    assert headline.main(plain, reports, panel, results) == 0
-    assert plain.read_text() == unmarked
+    assert results_pages.write_pages(tmp_path, (block,)) == {TUNING_PAGE: True}
+    text = page.read_text()
+    written = results_pages.current_block(text, block)
+    assert written == redaction.redact(headline.render_tuning(document))
+    assert "hunter2" not in written
+    assert text.replace(f"\n{written}\n", "\n\n") == before  # nothing else changed
+    page.write_text(before.replace(block.begin, ""))  # no markers: refused, naming the page
+    with pytest.raises(ValueError, match=f"{TUNING_PAGE}: the markers"):
+        results_pages.write_pages(tmp_path, (block,))
+
+
+def test_the_tuning_page_shows_the_committed_results():
+    if not RESULTS.is_file():
+        pytest.skip(f"{RESULTS.relative_to(REPO)} not written yet: python bench/tuned_vs_default.py")
+    block = results_pages.block_named("tuning", TUNING_PAGE)
+    assert results_pages.current_block((REPO / TUNING_PAGE).read_text(), block) == results_pages.rendered(
+        block, REPO), f"{TUNING_PAGE}'s tuning figures differ from {RESULTS.relative_to(REPO)}: run `make figures`"
 
 
 # --- the bench ------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def write_new(path: Path, text: str, redacted: bool = False) -> None:
     ``Commit`` stages); ``tests/test_redaction.py`` scans the code for any other.
 
     ``redacted=True``: the caller redacted every part of ``text`` that did not come from the
-    repository itself (the README's generated blocks: its prose documents the URL forms that
+    repository itself (the generated blocks of README.md and docs/results/: the prose documents the URL forms that
     redaction rewrites, and must stay as written)."""
     path.write_text(text if redacted else redaction.redact(text), encoding="utf-8")
 

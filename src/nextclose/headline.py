@@ -1,35 +1,26 @@
 """The headline figures, written from the reports rather than typed by hand: the few numbers
 DVC compares (``reports/scores.json``, ``reports/backtest_scores.json``), those each stage adds to
-its execution's MLflow run, and the README's block.
+its execution's MLflow run, and the Markdown blocks of the README and the results pages.
 
-:func:`render` turns ``reports/backtest.json`` and ``reports/metrics.json`` into the Markdown
-block between :data:`BEGIN` and :data:`END` in README.md; ``make figures`` (this module's
-``main``) rewrites that block, and ``tests/test_readme.py`` fails when it is not what the
-committed reports give. :func:`render_tuning` turns ``bench/results/tuned_vs_default.json`` (written
-by ``bench/tuned_vs_default.py``) into the block between :data:`TUNING_BEGIN` and :data:`TUNING_END`,
-which ``main`` rewrites too once the README has those markers and the file exists.
+:func:`render` turns ``reports/backtest.json`` and ``reports/metrics.json`` into the headline
+block (README.md and docs/results/single-series.md), :func:`render_panel` the panel's reports
+under :data:`PANEL_REPORTS` into docs/results/panel.md's, and :func:`render_tuning`
+``bench/results/tuned_vs_default.json`` (written by ``bench/tuned_vs_default.py``) into
+docs/results/tuning.md's. :mod:`nextclose.results_pages` (``make figures``) writes them between
+their markers; this module reads and writes no file, so the stages that use it depend on no page.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 from pathlib import Path
 from typing import Any
 
-from nextclose import atomic, cross_section, evaluation, redaction
+from nextclose import cross_section, evaluation
 
-BEGIN = "<!-- headline figures: written by `make figures` from reports/; do not edit by hand -->"
-END = "<!-- end of headline figures -->"
 # The panel's block: from the reports scripts/panel_figures.py copies out of a run on the 20 stocks.
-PANEL_BEGIN = "<!-- panel figures: written by `make panel-figures` from bench/results/sp500/; do not edit by hand -->"
-PANEL_END = "<!-- end of panel figures -->"
 PANEL_REPORTS = Path("bench/results/sp500")
 # The tuning block: the tuned settings against the defaults over fresh seeds, walking forward.
-TUNING_BEGIN = ("<!-- tuning figures: written by `make figures` from bench/results/tuned_vs_default.json; "
-                "do not edit by hand -->")
-TUNING_END = "<!-- end of tuning figures -->"
 TUNING_RESULTS = Path("bench/results/tuned_vs_default.json")
 TUNING_P_VALUE = 0.05  # the paired t-test's threshold for either verdict but "no evidence"
 TUNING_HELPS = "tuning helps"
@@ -147,7 +138,7 @@ def _ranking_rows(test: dict[str, Any], walk: dict[str, Any]) -> list[str]:
 
 def render_panel(metrics: dict[str, Any], backtest: dict[str, Any], ranking: dict[str, Any],
                  run: dict[str, Any]) -> str:
-    """The README's panel block (markers excluded): the errors and the ranking, on the test split
+    """The panel block (markers excluded): the errors and the ranking, on the test split
     and walk-forward, and the verdicts, which are the walk-forward's."""
     walk, pooled, panel = backtest["cross_section"], backtest["pooled"], backtest["panel"]
     overrides = ", ".join(f"`{key}: {str(value).lower() if isinstance(value, bool) else value}`"
@@ -234,7 +225,7 @@ def tuning_verdict(document: dict[str, Any]) -> str:
 
 
 def render_tuning(document: dict[str, Any]) -> str:
-    """The README's tuning block (markers excluded), from ``bench/results/tuned_vs_default.json``: what
+    """The tuning block (markers excluded), from ``bench/results/tuned_vs_default.json``: what
     was compared, the figures of both settings, their paired difference and the verdict."""
     tuned, default, seeds = document["tuned"], document["default"], document["seeds"]
     differences = [t - d for t, d in zip(tuned, default)]
@@ -323,51 +314,3 @@ def _ranked(prefix: str, backtest: dict[str, Any]) -> dict[str, float]:
     """A panel's ranking headline (``backtest_rank_ic``, ...); none for a single series."""
     return {f"{prefix}_{key}": value
             for key, value in cross_section.headline(backtest.get("cross_section", {})).items()}
-
-
-def replace_block(text: str, block: str, where: str = "README.md", begin: str = BEGIN, end: str = END) -> str:
-    """``text`` with the lines between the markers replaced by ``block``."""
-    try:
-        start = text.index(begin) + len(begin)
-        stop = text.index(end, start)
-    except ValueError:
-        raise ValueError(f"{where}: the markers {begin!r} and {end!r} are missing") from None
-    return text[:start] + "\n" + block + "\n" + text[stop:]
-
-
-def current_block(text: str, begin: str = BEGIN, end: str = END) -> str:
-    start = text.index(begin) + len(begin)
-    return text[start:text.index(end, start)].strip("\n")
-
-
-def read_reports(directory: Path, *names: str) -> list[dict[str, Any]]:
-    return [json.loads((directory / name).read_text()) for name in names]
-
-
-def render_panel_from(directory: Path = PANEL_REPORTS) -> str:
-    return render_panel(*read_reports(directory, "metrics.json", "backtest.json", "cross_section.json", "run.json"))
-
-
-def main(readme: Path = Path("README.md"), reports: Path = Path("reports"),
-         panel_reports: Path = PANEL_REPORTS, tuning: Path = TUNING_RESULTS) -> int:
-    metrics, backtest = read_reports(reports, "metrics.json", "backtest.json")
-    text = readme.read_text()
-    # Only the blocks are redacted: the prose around them is the repository's own, and documents
-    # the very URL forms redaction rewrites.
-    updated = replace_block(text, redaction.redact(render(metrics, backtest)), str(readme))
-    panel = redaction.redact(render_panel_from(panel_reports))
-    updated = replace_block(updated, panel, str(readme), PANEL_BEGIN, PANEL_END)
-    # The tuning block once the README has its markers and the bench has written its results.
-    if TUNING_BEGIN in updated and TUNING_END in updated and tuning.is_file():
-        block = redaction.redact(render_tuning(json.loads(tuning.read_text())))
-        updated = replace_block(updated, block, str(readme), TUNING_BEGIN, TUNING_END)
-    if updated != text:
-        atomic.write_text(readme, updated, redacted=True)
-        print(f"{readme}: headline figures rewritten from {reports}/")
-    else:
-        print(f"{readme}: headline figures already match {reports}/")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

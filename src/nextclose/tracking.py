@@ -234,7 +234,7 @@ def check_server(uri: str, timeout: float = 10.0) -> None:
         reason = redaction.redact(str(getattr(error, "reason", None) or error))
         raise TrackingServerDown(
             f"MLFLOW_TRACKING_URI={redaction.redact(uri)}: no MLflow server answers there ({reason}); start it "
-            f"(README: Working as a team) or unset MLFLOW_TRACKING_URI to track into the workspace's mlflow.db"
+            f"(docs/how-to/team.md) or unset MLFLOW_TRACKING_URI to track into the workspace's mlflow.db"
         ) from None
 
 
@@ -479,7 +479,7 @@ DESCRIPTIONS = {
 
 # A saved view of an experiment's runs table (MLflow 3 reads it from the experiment tag
 # `mlflow.sharedViewState.<key>`): the columns that answer "what changed, what did it do",
-# sorted by the first metric. Open it from the page's view menu, or by URL (README: Tracking).
+# sorted by the first metric. Open it from the page's view menu, or by URL (docs/how-to/experiments.md).
 VIEW_KEY = "nextclose"
 VIEW_NAME = "nextclose: what changed, and what it did"
 _TUNED = ("model.hidden_units", "train.learning_rate", "train.steps")
