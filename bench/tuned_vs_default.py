@@ -15,8 +15,8 @@ refitting it per fold for every run would only cost time.
 
 Writes ``--output`` (through nextclose.atomic) with both lists of figures, the paired t-test's
 p-value, the paired difference and a sign count, and prints a table and the verdict (that of
-the README's tuning block, ``nextclose.headline.render_tuning``); asserts nothing. The repo's
-outputs are only read; ``make figures`` renders the README's tuning block from the output.
+docs/results/tuning.md, ``nextclose.headline.render_tuning``); asserts nothing. The repo's
+outputs are only read; ``make figures`` renders that page's block from the output.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def test_the_committed_results_are_consistent():
     assert set(document["tuned_params"]) == set(TUNED)
 
 
-# --- the README's block --------------------------------------------------------------------------
+# --- the block of docs/results/tuning.md ---------------------------------------------------------
 
 def verdict_of(block: str) -> str:
     line = next(line for line in block.splitlines() if line.startswith("> Verdict: **"))
