@@ -87,6 +87,8 @@ def walk_forward(params, splits: dict, bars, feature_names: tuple[str, ...], see
     return {
         "seed": seed,
         "ratio": float(report["pooled"]["rmse_ratio_persistence"]),
+        # the drift baseline on the same days: no training, so the same for every seed and setting
+        "drift": float(report["baselines"]["drift"]["rmse_ratio_persistence"]),
         "folds": [fold["rmse_ratio_persistence"] for fold in report["folds"]],
         "members": members if isinstance(members, dict) else None,
         "seconds": time.perf_counter() - started,
@@ -182,6 +184,7 @@ def main(argv=None) -> int:
         "default_params": {f"{section}.{key}": getattr(getattr(params, section), key) for (section, key) in best},
         "p_value": paired_p_value(tuned, default),
         "same_settings": same_settings,
+        "drift": runs["default"][0]["drift"],
         "study_name": study.get("study_name"),
         "best_value": study.get("best_value"),
         "commit": head_commit(),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -206,3 +207,30 @@ def test_the_site_builds_strictly_without_warnings(tmp_path):
     assert 'id="train-steps"' in params_page and 'id="tune-cv_folds"' in params_page
     assert 'id="apply-best"' in (tmp_path / "site" / "reference" / "cli" / "index.html").read_text()
     assert not (tmp_path / "site" / "hooks.py").exists()
+
+
+# --- the README ----------------------------------------------------------------------------------
+
+README_LINK = re.compile(r"\]\((?!https?://|#)([^)\s]+)\)")
+
+
+def test_the_readme_is_short_and_every_link_is_a_page_of_the_site_or_a_picture():
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+
+    def pages(entries) -> set[str]:
+        found: set[str] = set()
+        for entry in entries:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            found |= pages(value) if isinstance(value, list) else {value}
+        return found
+
+    in_nav = pages(nav)
+    links = README_LINK.findall(text)
+    assert links, "the README links into the docs"
+    for link in links:
+        path = link.split("#")[0]
+        assert (REPO / path).is_file(), f"README.md links to {link}, which is not in the repository"
+        if path.endswith(".md"):
+            assert path.removeprefix("docs/") in in_nav, f"README.md links to {link}, which the site's nav leaves out"

@@ -291,3 +291,14 @@ def test_the_bench_trains_every_fold_with_the_settings_it_scores(monkeypatch):
     assert calls[0][3] < calls[1][3]  # an expanding window
     assert run["ratio"] == pytest.approx(1.0, rel=1e-6)  # forecasting no change is persistence
     assert len(run["folds"]) == 2
+
+
+def test_the_block_says_where_both_settings_stand_against_drift():
+    document = made(shifted(-0.003), DEFAULT_RATIOS)
+    assert "Drift" not in headline.render_tuning(document)  # a document from before drift was recorded
+    tuned_mean, default_mean = np.mean(document["tuned"]), np.mean(document["default"])
+    between = (tuned_mean + default_mean) / 2
+    block = headline.render_tuning(document | {"drift": between})
+    assert (f"Drift (the mean daily change so far, no training) scores {between:.4f} on the same days: the tuned "
+            f"settings' mean is below it ({tuned_mean:.4f}), the defaults' above it ({default_mean:.4f}).") in block
+    assert "the tuned settings' mean is above it" in headline.render_tuning(document | {"drift": tuned_mean - 0.01})

@@ -224,6 +224,21 @@ def tuning_verdict(document: dict[str, Any]) -> str:
     return f"{verdict}: {why}"
 
 
+def _against_drift(document: dict[str, Any], tuned: list[float], default: list[float]) -> list[str]:
+    """What the drift baseline, which trains nothing, scores on the same walk-forward days (a
+    paragraph, when the document has it): the level a model must pass to show any skill."""
+    drift = document.get("drift")
+    if not isinstance(drift, (int, float)):
+        return []
+
+    def side(values: list[float]) -> str:
+        mean = statistics.fmean(values)
+        return f"{'below' if mean < drift else 'above' if mean > drift else 'level with'} it ({mean:.4f})"
+
+    return [f"Drift (the mean daily change so far, no training) scores {drift:.4f} on the same days: the tuned "
+            f"settings' mean is {side(tuned)}, the defaults' {side(default)}.", ""]
+
+
 def render_tuning(document: dict[str, Any]) -> str:
     """The tuning block (markers excluded), from ``bench/results/tuned_vs_default.json``: what
     was compared, the figures of both settings, their paired difference and the verdict."""
@@ -255,6 +270,7 @@ def render_tuning(document: dict[str, Any]) -> str:
         f"did better on {sum(d < 0 for d in differences)} of {len(differences)} seeds; paired t-test p = "
         f"{_p_text(document.get('p_value'))}.",
         "",
+        *_against_drift(document, tuned, default),
         f"> Verdict: **{verdict}**: {why}.",
     ]
     return "\n".join(lines)
