@@ -7,6 +7,7 @@ headless Chromium (Debian: ``apt-get install chromium``), it writes to ``docs/``
 - ``mlflow-compare.png``: MLflow's compare view of the latest executions;
 - ``mlflow-models.png``: the train experiment's logged models with their figures;
 - ``optuna-dashboard.png``: the current study in optuna-dashboard;
+- ``optuna-trials.png``: its trial list, a trial's fold values among its user attributes;
 - ``dvc-plots.png``: ``dvc plots show``, rendered offline.
 
 The servers run on loopback ports of their own, on a copy of ``mlflow.db``; nothing in the
@@ -103,6 +104,8 @@ def optuna_shot(root: Path, docs: Path, scratch: Path) -> None:
     try:
         wait_until_up(f"{base}/api/studies", server)
         shoot(f"{base}/dashboard/studies/{study_id}", docs / "optuna-dashboard.png", size="1800,1200")
+        # the trial list: a trial's per-fold values (user attributes) and its running mean per fold
+        shoot(f"{base}/dashboard/studies/{study_id}/trials", docs / "optuna-trials.png", size="1800,1400")
     finally:
         server.terminate()
         server.wait(30)
