@@ -92,6 +92,7 @@ def prepared(workspace):
     return workspace
 
 
+@pytest.mark.slow  # two tune stage runs: the fast suite keeps its 5 minutes
 def test_the_tune_stage_runs_the_baseline_first_and_logs_its_value(prepared, monkeypatch, capsys):
     # The tiny search space cannot hold 32 units and 3000 steps: a tiny baseline in their place.
     tiny_defaults = {"model.hidden_units": 4, "train.learning_rate": 0.003, "train.steps": 40}
